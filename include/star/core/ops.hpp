@@ -1,0 +1,67 @@
+#pragma once
+/// @file
+/// @brief Composite tensor operations written once over the backend concepts: mean,
+/// log-sum-exp, softmax, scalar helpers. Differentiable wherever the backend is.
+
+#include <cstdint>
+#include <vector>
+
+#include "star/core/backend.hpp"
+
+namespace star::ops {
+
+/// @brief Mean over `axes`.
+template <reduction_backend B>
+  requires elementwise_backend<B>
+typename B::tensor mean(const B& be, const typename B::tensor& a,
+                        const std::vector<std::int64_t>& axes, bool keepdim = false) {
+  const shape s = be.shape_of(a);
+  std::int64_t count = 1;
+  for (const std::size_t axis : normalize_axes(axes, s.size(), "mean")) count *= s[axis];
+  return be.mul(be.sum(a, axes, keepdim), 1.0 / static_cast<double>(count));
+}
+
+/// @brief `log(sum(exp(a)))` over one axis, stabilised by the row maximum.
+template <reduction_backend B>
+  requires elementwise_backend<B>
+typename B::tensor logsumexp(const B& be, const typename B::tensor& a, std::int64_t axis,
+                             bool keepdim = false) {
+  const auto row_max = be.amax(a, {axis}, true);  // a's shape with `axis` -> 1
+  const auto shifted_sum = be.sum(be.exp(be.sub(a, row_max)), {axis}, true);  // same
+  auto lse = be.add(be.log(shifted_sum), row_max);  // same
+  if (keepdim) return lse;
+  shape s = be.shape_of(lse);
+  s.erase(s.begin() + static_cast<std::ptrdiff_t>(normalize_axis(axis, s.size(), "logsumexp")));
+  return be.reshape(lse, s);  // a's shape without `axis`
+}
+
+/// @brief Softmax over one axis.
+template <reduction_backend B>
+  requires elementwise_backend<B>
+typename B::tensor softmax(const B& be, const typename B::tensor& a, std::int64_t axis) {
+  return be.exp(be.sub(a, logsumexp(be, a, axis, true)));  // a's shape
+}
+
+/// @brief `-a`.
+template <elementwise_backend B>
+typename B::tensor neg(const B& be, const typename B::tensor& a) {
+  return be.mul(a, -1.0);
+}
+
+/// @brief `a * a`.
+template <elementwise_backend B>
+typename B::tensor square(const B& be, const typename B::tensor& a) {
+  return be.mul(a, a);
+}
+
+/// @brief A rank-0 tensor read back to the host.
+template <tensor_backend B>
+double item(const B& be, const typename B::tensor& a) {
+  const auto values = be.to_host(a);
+  if (values.size() != 1)
+    throw shape_error("item: expected a tensor with one element, got shape " +
+                      to_string(be.shape_of(a)));
+  return values.front();
+}
+
+}  // namespace star::ops
