@@ -1,0 +1,52 @@
+#pragma once
+/// @file
+/// @brief The hook that collects the rewards of every rank before the advantage statistics
+/// are computed, so that a group spread over ranks is normalised as in one process (I6).
+
+#include <concepts>
+#include <cstddef>
+#include <functional>
+#include <span>
+#include <vector>
+
+namespace star {
+
+/// @brief A group identifier: a prompt string, an integer id, or any equality-comparable,
+/// hashable, copyable type.
+template <class Key>
+concept group_key = std::equality_comparable<Key> && std::copy_constructible<Key> &&
+                    requires(const Key& key) {
+                      { std::hash<Key>{}(key) } -> std::convertible_to<std::size_t>;
+                    };
+
+/// @brief The rewards and group keys of all ranks, concatenated in rank order.
+template <group_key Key>
+struct gathered_rewards {
+  std::vector<double> rewards;    ///< [all samples of the epoch] rank 0's first
+  std::vector<Key> keys;          ///< [all samples of the epoch] one key per reward
+  std::size_t local_offset = 0;   ///< where the calling rank's samples start
+};
+
+/// @brief A gather hook: `gather.gather(local_rewards, local_keys)` returns every rank's
+/// rewards and keys in rank order and the offset of the caller's block. Every rank must
+/// receive the same arrays (an all-gather). The statistics star computes from them do not
+/// depend on the order of the samples, only on which samples there are.
+template <class G, class Key>
+concept reward_gather =
+    group_key<Key> && requires(const G& gather, std::span<const double> local_rewards,
+                               std::span<const Key> local_keys) {
+      { gather.gather(local_rewards, local_keys) } -> std::same_as<gathered_rewards<Key>>;
+    };
+
+/// @brief The gather of a single process: the local samples are the whole epoch.
+struct single_process_gather {
+  template <group_key Key>
+  gathered_rewards<Key> gather(std::span<const double> local_rewards,
+                               std::span<const Key> local_keys) const {
+    return {{local_rewards.begin(), local_rewards.end()},
+            {local_keys.begin(), local_keys.end()},
+            0};
+  }
+};
+
+}  // namespace star
