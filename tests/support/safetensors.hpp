@@ -33,7 +33,8 @@ inline std::map<std::string, fixture_tensor> read_safetensors(const std::string&
   in.read(header.data(), static_cast<std::streamsize>(header_size));
   const std::vector<char> data((std::istreambuf_iterator<char>(in)), {});
   std::map<std::string, fixture_tensor> tensors;
-  for (const auto& [name, entry] : nlohmann::json::parse(header).items()) {
+  const auto parsed = nlohmann::json::parse(header);  // must outlive the loop over items()
+  for (const auto& [name, entry] : parsed.items()) {
     if (name == "__metadata__") continue;
     fixture_tensor t{entry["shape"].get<star::shape>(), {}};
     const auto begin = entry["data_offsets"][0].get<std::size_t>();

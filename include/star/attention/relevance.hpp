@@ -1,0 +1,69 @@
+#pragma once
+/// @file
+/// @brief The relevance map of one transformer block: the weighted sum over the selected
+/// text columns of the head-averaged attention probabilities.
+
+#include <cstdint>
+#include <span>
+#include <string>
+
+#include "star/attention/host_checks.hpp"
+#include "star/attention/joint_qk.hpp"
+#include "star/attention/options.hpp"
+#include "star/attention/probabilities.hpp"
+#include "star/attention/text_selection.hpp"
+#include "star/core/backend.hpp"
+#include "star/core/ops.hpp"
+#include "star/core/token_layout.hpp"
+
+namespace star {
+
+/// @brief `R[b, n] = sum_j weights_j * mean_h P[b, h, n, j]` for one block.
+/// @param probabilities  [B, H, N, S] attention probabilities of the selected columns
+/// @param weights        [S] `w_j`, finite and >= 0, in the order of the columns
+/// @return               [B, N]
+template <complete_backend B>
+typename B::tensor relevance_map(const B& be, const typename B::tensor& probabilities,
+                                 std::span<const double> weights) {
+  const shape p_shape = be.shape_of(probabilities);
+  require_rank("probabilities", p_shape, 4, "[B, H, N, S]");
+  const auto columns = static_cast<std::int64_t>(weights.size());
+  if (columns != p_shape[3])
+    throw shape_error("weights: expected shape [S] = [" + std::to_string(p_shape[3]) +
+                      "] for probabilities of shape " + to_string(p_shape) + ", got [" +
+                      std::to_string(columns) + "]");
+  attention_detail::require_finite_nonnegative("weights", weights);
+  const auto head_mean = ops::mean(be, probabilities, {1});        // [B, N, S]
+  const auto weight_column = be.from_host(weights, {columns, 1});  // [S, 1]
+  const auto map = be.matmul(head_mean, weight_column);            // [B, N, 1]
+  return be.reshape(map, {p_shape[0], p_shape[2]});                // [B, N]
+}
+
+/// @brief The relevance map of one block straight from its `q`, `k`:
+/// `relevance_map(attention_probabilities(q, k, selection.indices), selection.weights)`.
+/// @param q          [B, H, T, D] post-QK-norm queries of the joint sequence
+/// @param k          [B, H, T, D] post-QK-norm keys
+/// @param selection  the text columns `S` and their weights
+/// @return           [B, N]
+template <complete_backend B>
+typename B::tensor block_relevance(const B& be, const typename B::tensor& q,
+                                   const typename B::tensor& k, const token_layout& layout,
+                                   const text_selection& selection,
+                                   const attention_options& options = {}) {
+  const auto probs =
+      attention_probabilities(be, q, k, layout, selection.indices, options);  // [B, H, N, S]
+  return relevance_map(be, probs, selection.weights);                         // [B, N]
+}
+
+/// @brief As above, image-to-text with the row log-sum-exp `lse` [B, H, N] from the caller.
+template <complete_backend B>
+typename B::tensor block_relevance(const B& be, const typename B::tensor& q,
+                                   const typename B::tensor& k, const token_layout& layout,
+                                   const text_selection& selection, const typename B::tensor& lse,
+                                   const attention_options& options = {}) {
+  const auto probs =
+      attention_probabilities(be, q, k, layout, selection.indices, lse, options);  // [B, H, N, S]
+  return relevance_map(be, probs, selection.weights);                              // [B, N]
+}
+
+}  // namespace star
