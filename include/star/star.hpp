@@ -1,0 +1,21 @@
+#pragma once
+/// @file
+/// @brief Everything in star's framework-free core: the backend concepts, shapes and errors,
+/// the composite operations, the token layout, the reference backend and the flow-matching
+/// schedule. Standard library only; the Eigen backend is `star/eigen.hpp`.
+
+#include "star/backends/reference.hpp"
+#include "star/core/backend.hpp"
+#include "star/core/error.hpp"
+#include "star/core/nd_index.hpp"
+#include "star/core/ops.hpp"
+#include "star/core/shape.hpp"
+#include "star/core/token_layout.hpp"
+#include "star/objective/flow_schedule.hpp"
+
+/// @brief STAR: spatiotemporal adaptive reward allocation for RL post-training of diffusion and
+/// flow models, written once over the tensor-backend concepts.
+namespace star {
+/// @brief Composite tensor operations written once over the backend concepts.
+namespace ops {}
+}  // namespace star
