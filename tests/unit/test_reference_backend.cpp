@@ -29,7 +29,7 @@ TEST_CASE("reference: broadcasting add, matmul, reductions, layout") {
                             1e-14);
 }
 
-TEST_CASE("reference: shape errors name the operation and print the shapes") {
+TEST_CASE("reference: bad arguments name the operation and print the shapes") {
   const reference_backend be;
   const auto a = be.full({2, 3}, 1.0);  // [2, 3]
   const auto b = be.full({4}, 1.0);     // [4]
@@ -39,4 +39,6 @@ TEST_CASE("reference: shape errors name the operation and print the shapes") {
   REQUIRE_THROWS_AS(be.reshape(a, {5}), star::shape_error);
   const std::vector<std::int64_t> bad{3};
   REQUIRE_THROWS_AS(be.index_select(a, 1, bad), star::shape_error);
+  REQUIRE_THROWS_WITH(be.sum(a, {2}, false), Catch::Contains("sum") && Catch::Contains("axis 2"));
+  REQUIRE_THROWS_AS(be.clamp(a, 1.0, 0.0), star::value_error);
 }

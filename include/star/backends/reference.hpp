@@ -24,8 +24,12 @@ struct reference_tensor {
 
 /// @brief The oracle backend: every operation is the obvious loop over output elements.
 struct reference_backend {
-  using tensor = reference_tensor;
+  using tensor = reference_tensor;  ///< dense row-major doubles
 
+  /// @name Storage and the host round trip (star::tensor_backend in core/backend.hpp)
+  /// @{
+
+  /// @brief The `star::tensor_backend` operations; `from_host` checks the value count.
   shape shape_of(const tensor& t) const { return t.dims; }
 
   tensor from_host(std::span<const double> values, const shape& s) const {
@@ -40,7 +44,13 @@ struct reference_backend {
   tensor full(const shape& s, double value) const {
     return {s, std::vector<double>(static_cast<std::size_t>(numel(s)), value)};
   }
+  /// @}
 
+  /// @name Element-wise operations, NumPy broadcasting (star::elementwise_backend)
+  /// @{
+
+  /// @brief The `star::elementwise_backend` operations; `clamp` throws `value_error` when
+  /// `lo > hi`.
   tensor add(const tensor& a, const tensor& b) const {
     return binary(a, b, "add", [](double x, double y) { return x + y; });
   }
@@ -78,17 +88,28 @@ struct reference_backend {
     return unary(a, [c](double x) { return std::pow(x, c); });
   }
   tensor clamp(const tensor& a, double lo, double hi) const {
+    if (!(lo <= hi))
+      throw value_error("clamp: lo = " + std::to_string(lo) + " must be <= hi = " +
+                        std::to_string(hi));
     return unary(a, [lo, hi](double x) { return std::clamp(x, lo, hi); });
   }
+  /// @}
 
+  /// @name Reductions over axes (star::reduction_backend)
+  /// @{
+
+  /// @brief The `star::reduction_backend` operations, accumulated in double.
   tensor sum(const tensor& a, const std::vector<std::int64_t>& axes, bool keepdim) const {
-    return reduce(a, axes, keepdim, 0.0, [](double acc, double x) { return acc + x; });
+    return reduce(a, axes, keepdim, "sum", 0.0, [](double acc, double x) { return acc + x; });
   }
   tensor amax(const tensor& a, const std::vector<std::int64_t>& axes, bool keepdim) const {
-    return reduce(a, axes, keepdim, -std::numeric_limits<double>::infinity(),
+    return reduce(a, axes, keepdim, "amax", -std::numeric_limits<double>::infinity(),
                   [](double acc, double x) { return std::max(acc, x); });
   }
+  /// @}
 
+  /// @brief Batched `[..., m, k] x [..., k, n] -> [..., m, n]` (star::matmul_backend),
+  /// batch dimensions broadcast.
   tensor matmul(const tensor& a, const tensor& b) const {
     const shape out_shape = matmul_shape(a.dims, b.dims);
     const std::size_t rank = out_shape.size();
@@ -114,6 +135,10 @@ struct reference_backend {
     return out;
   }
 
+  /// @name Views and gathers (star::layout_backend)
+  /// @{
+
+  /// @brief The `star::layout_backend` operations; each returns a copy.
   tensor reshape(const tensor& a, const shape& s) const {
     require_same_numel("reshape", a.dims, s);
     return {s, a.values};
@@ -154,6 +179,7 @@ struct reference_backend {
     }
     return out;
   }
+  /// @}
 
  private:
   template <class F>
@@ -178,8 +204,8 @@ struct reference_backend {
 
   template <class F>
   static tensor reduce(const tensor& a, const std::vector<std::int64_t>& axes, bool keepdim,
-                       double init, F f) {
-    const auto reduced_axes = normalize_axes(axes, a.dims.size(), "reduce");
+                       std::string_view op, double init, F f) {
+    const auto reduced_axes = normalize_axes(axes, a.dims.size(), op);
     const shape kept_shape = reduced_shape(a.dims, reduced_axes, true);
     const shape kept_strides = row_major_strides(kept_shape);
     std::vector<double> acc(static_cast<std::size_t>(numel(kept_shape)), init);
