@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Installs the Debian 12 packages star needs (only those missing). Used by test.sh and demo.sh.
-# OpenBLAS is included on every path: Debian's LibTorch (used by the adapter) otherwise runs
-# its matrix products on the reference BLAS.
+# LibTorch (CPU) and Gloo build and test the star::torch adapter. OpenBLAS is included on every
+# path: Debian's LibTorch otherwise runs its matrix products on the reference BLAS.
 set -euo pipefail
 
 packages=(build-essential cmake libeigen3-dev catch2 libbenchmark-dev doxygen
-          nlohmann-json3-dev libopenblas0-pthread)
+          nlohmann-json3-dev libopenblas0-pthread libtorch-dev libgloo-dev)
 
 missing=()
 for package in "${packages[@]}"; do
