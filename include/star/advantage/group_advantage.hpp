@@ -164,6 +164,8 @@ advantage_result group_relative_advantages(std::span<const double> rewards, cons
 /// @param be      the backend
 /// @param rewards [B] this rank's rewards
 /// @param keys    [B] the group key of each reward
+/// @param options std scope, eps, clip, non-finite policy (validated)
+/// @param gather  the all-gather hook (`single_process_gather` for one process)
 /// @return        [B] this rank's advantages (0 for dropped samples)
 template <tensor_backend B, std::ranges::contiguous_range Keys,
           class Gather = single_process_gather>

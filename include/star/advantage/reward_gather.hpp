@@ -40,6 +40,9 @@ concept reward_gather =
 
 /// @brief The gather of a single process: the local samples are the whole epoch.
 struct single_process_gather {
+  /// @brief Returns the local samples, with offset 0.
+  /// @param local_rewards  [B] this process's rewards
+  /// @param local_keys     [B] their group keys
   template <group_key Key>
   gathered_rewards<Key> gather(std::span<const double> local_rewards,
                                std::span<const Key> local_keys) const {

@@ -17,6 +17,7 @@ namespace star {
 /// Rows are first divided by their maximum (the result is unchanged, and `R^{1/tau}` can
 /// neither overflow nor underflow to an all-zero row); an all-zero row gives the uniform map
 /// `1 / N`. The `pow` is skipped when `tau == 1`.
+/// @param be        the backend
 /// @param relevance [B, N] relevance maps, rows = (rollout, step) pairs, finite and >= 0
 /// @param tau       sharpening temperature, finite and > 0
 /// @return          [B, N] maps, each row >= 0 summing to 1
@@ -44,6 +45,7 @@ typename B::tensor sharpened_map(const B& be, const typename B::tensor& relevanc
 
 /// @brief The spatial entropy `H(m) = -sum_n m(n) log m(n)` of each row, in nats, with
 /// `0 log 0 = 0`.
+/// @param be  the backend
 /// @param map [B, N] rows >= 0 summing to 1 (e.g. from `sharpened_map`)
 /// @return    [B] entropies in `[0, log N]`
 template <elementwise_backend B>

@@ -42,6 +42,7 @@ typename B::tensor scale_rows(const B& be, const typename B::tensor& row_scale,
 
 /// @brief `Â[b, ...] = A[b] * gamma[b] * W[b, ...]`, the advantage re-allocated over space:
 /// with mean-one `W`, `sum_n Â[b, n] = N A[b] gamma[b]`.
+/// @param be         the backend
 /// @param advantages [B] group-relative advantages `A`, finite
 /// @param gamma      [B] temporal weights of each row's step, finite and >= 0
 /// @param weights    [B, N] allocation weights `W` (or upsampled, [B, h*P, w*P])
@@ -58,7 +59,11 @@ typename B::tensor spatial_advantage(const B& be, const typename B::tensor& adva
 }
 
 /// @brief `Â[b, ...] = A[b] * gamma * W[b, ...]` with one `gamma` for every row.
-/// @param gamma the step's temporal weight, finite and >= 0
+/// @param be         the backend
+/// @param advantages [B] group-relative advantages `A`, finite
+/// @param gamma      the step's temporal weight, finite and >= 0
+/// @param weights    [B, N] allocation weights `W` (or upsampled, [B, h*P, w*P])
+/// @return           weights' shape
 template <elementwise_backend B>
   requires reduction_backend<B> && layout_backend<B>
 typename B::tensor spatial_advantage(const B& be, const typename B::tensor& advantages,

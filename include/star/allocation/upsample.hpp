@@ -14,6 +14,7 @@ namespace star {
 /// @brief Repeats each token's value over the `P x P` latent cells it covers
 /// (token `n = w * row + col` covers latent rows `P row .. P row + P - 1` and the same
 /// columns), by a reshape and a broadcast multiply. Means over the grid are preserved.
+/// @param be           the backend
 /// @param token_values [B, h*w] per-token values (e.g. `W` or the spatial advantage)
 /// @param grid_h       `h` >= 1
 /// @param grid_w       `w` >= 1

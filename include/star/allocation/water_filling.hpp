@@ -30,6 +30,7 @@ struct water_filling_result {
 /// of capped entries) to test convergence. When the uncapped entries carry no mass (e.g. a
 /// one-hot row with `w_max < N`), the remaining mass is spread evenly over them: the limit of
 /// the same projection of `W0 + epsilon`.
+/// @param be      the backend
 /// @param weights [B, N] finite, >= 0 (for `N q`, each row has mean 1 and then `c >= 1`)
 /// @param w_max   finite, >= 1
 template <elementwise_backend B>

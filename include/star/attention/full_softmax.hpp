@@ -13,9 +13,12 @@ namespace star {
 
 /// @brief The softmax over ALL T keys (image and text, in sequence order) of every image
 /// query's scores `s q_n . k_m` (`options.direction` must be `image_to_text`).
-/// @param q  [B, H, T, D] post-QK-norm queries of the joint sequence
-/// @param k  [B, H, T, D] post-QK-norm keys
-/// @return   [B, H, N, T]; each row sums to 1
+/// @param be       the backend
+/// @param q        [B, H, T, D] post-QK-norm queries of the joint sequence
+/// @param k        [B, H, T, D] post-QK-norm keys
+/// @param layout   where the image and text tokens sit in `T`
+/// @param options  the logit scale; the direction must be `image_to_text`
+/// @return         [B, H, N, T]; each row sums to 1
 template <complete_backend B>
 typename B::tensor full_attention_image_rows(const B& be, const typename B::tensor& q,
                                              const typename B::tensor& k,

@@ -19,6 +19,7 @@ enum class attention_direction {
 
 /// @brief How the attention probabilities are formed from the post-QK-norm `q`, `k`.
 struct attention_options {
+  /// Which attention the maps are read from; default `image_to_text`.
   attention_direction direction = attention_direction::image_to_text;
   /// Logit scale `s`; unset means `1 / sqrt(D)`. When set: finite and > 0.
   std::optional<double> scale = std::nullopt;

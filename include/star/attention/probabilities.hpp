@@ -53,10 +53,12 @@ typename B::tensor text_to_image(const B& be, const typename B::tensor& q,
 /// @brief The attention probabilities between every image token and the selected text
 /// columns, in the direction `options.direction`; for `image_to_text` the row LSE is
 /// computed here in key chunks (`image_row_lse`).
+/// @param be       the backend
 /// @param q        [B, H, T, D] post-QK-norm queries of the joint sequence
 /// @param k        [B, H, T, D] post-QK-norm keys
 /// @param layout   where the image and text tokens sit in `T`
 /// @param columns  [S] text-block indices `j` (e.g. `select_text_columns(w).indices`)
+/// @param options  the direction, the logit scale and the LSE key chunk
 /// @return         [B, H, N, S]: `P[b,h,n,j]`
 template <complete_backend B>
 typename B::tensor attention_probabilities(const B& be, const typename B::tensor& q,
@@ -77,11 +79,13 @@ typename B::tensor attention_probabilities(const B& be, const typename B::tensor
 /// @brief Image-to-text probabilities `exp(s q_n . k_j - LSE_n)` for the selected text
 /// columns, with the row log-sum-exp supplied by the caller (e.g. from a fused attention
 /// kernel). Only `options.direction == image_to_text` is accepted.
+/// @param be       the backend
 /// @param q        [B, H, T, D] post-QK-norm queries of the joint sequence
 /// @param k        [B, H, T, D] post-QK-norm keys
 /// @param layout   where the image and text tokens sit in `T`
 /// @param columns  [S] text-block indices `j`
 /// @param lse      [B, H, N] log-sum-exp of each image query's row over ALL keys; finite
+/// @param options  the logit scale; the direction must be `image_to_text`
 /// @return         [B, H, N, S]
 template <complete_backend B>
 typename B::tensor attention_probabilities(const B& be, const typename B::tensor& q,

@@ -19,6 +19,7 @@
 namespace star {
 
 /// @brief `R[b, n] = sum_j weights_j * mean_h P[b, h, n, j]` for one block.
+/// @param be             the backend
 /// @param probabilities  [B, H, N, S] attention probabilities of the selected columns
 /// @param weights        [S] `w_j`, finite and >= 0, in the order of the columns
 /// @return               [B, N]
@@ -41,9 +42,12 @@ typename B::tensor relevance_map(const B& be, const typename B::tensor& probabil
 
 /// @brief The relevance map of one block straight from its `q`, `k`:
 /// `relevance_map(attention_probabilities(q, k, selection.indices), selection.weights)`.
+/// @param be         the backend
 /// @param q          [B, H, T, D] post-QK-norm queries of the joint sequence
 /// @param k          [B, H, T, D] post-QK-norm keys
+/// @param layout     where the image and text tokens sit in `T`
 /// @param selection  the text columns `S` and their weights
+/// @param options    the direction, the logit scale and the LSE key chunk
 /// @return           [B, N]
 template <complete_backend B>
 typename B::tensor block_relevance(const B& be, const typename B::tensor& q,
@@ -55,7 +59,16 @@ typename B::tensor block_relevance(const B& be, const typename B::tensor& q,
   return relevance_map(be, probs, selection.weights);                         // [B, N]
 }
 
-/// @brief As above, image-to-text with the row log-sum-exp `lse` [B, H, N] from the caller.
+/// @brief The relevance map of one block from its `q`, `k` and the row log-sum-exp of a
+/// fused attention kernel (image-to-text only; the LSE path of star-method.md §3).
+/// @param be         the backend
+/// @param q          [B, H, T, D] post-QK-norm queries of the joint sequence
+/// @param k          [B, H, T, D] post-QK-norm keys
+/// @param layout     where the image and text tokens sit in `T`
+/// @param selection  the text columns `S` and their weights
+/// @param lse        [B, H, N] log-sum-exp of each image query's row over ALL keys; finite
+/// @param options    the logit scale; the direction must be `image_to_text`
+/// @return           [B, N]
 template <complete_backend B>
 typename B::tensor block_relevance(const B& be, const typename B::tensor& q,
                                    const typename B::tensor& k, const token_layout& layout,

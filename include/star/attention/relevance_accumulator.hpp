@@ -22,7 +22,7 @@ namespace star {
 template <elementwise_backend B>
 class relevance_accumulator {
  public:
-  using tensor = typename B::tensor;
+  using tensor = typename B::tensor;  ///< the backend's tensor type
 
   /// @param be            the backend the maps live on
   /// @param block_filter  `Λ`: the block indices to use (non-empty, each >= 0); unset = all

@@ -17,9 +17,12 @@ namespace star {
 /// image AND text keys, in chunks of `options.lse_key_chunk` keys merged by an online
 /// max / sum update, so memory stays `O(N * chunk)` and `N x T` is never formed. Uses
 /// `options.scale` and `options.lse_key_chunk` (not the direction).
-/// @param q  [B, H, T, D] post-QK-norm queries of the joint sequence
-/// @param k  [B, H, T, D] post-QK-norm keys
-/// @return   [B, H, N]
+/// @param be       the backend
+/// @param q        [B, H, T, D] post-QK-norm queries of the joint sequence
+/// @param k        [B, H, T, D] post-QK-norm keys
+/// @param layout   where the image and text tokens sit in `T`
+/// @param options  the logit scale and the LSE key chunk
+/// @return         [B, H, N]
 template <complete_backend B>
 typename B::tensor image_row_lse(const B& be, const typename B::tensor& q,
                                  const typename B::tensor& k, const token_layout& layout,

@@ -45,7 +45,9 @@ inline std::vector<double> gaussian_blur_matrix(std::int64_t extent, double sigm
 
 /// @brief Separable Gaussian smoothing of maps on the `layout.grid_h x layout.grid_w` grid,
 /// as two matrix products `G_h X G_w^T`. `smooth_sigma == 0` returns `map` unchanged.
+/// @param be            the backend
 /// @param map           [B, N] maps over the image tokens (row-major grid, `n = w * row + col`)
+/// @param layout        gives the grid `grid_h x grid_w`, with `N = grid_h * grid_w`
 /// @param smooth_sigma  standard deviation in tokens; 0 = off; finite and >= 0
 /// @return              [B, N]
 template <complete_backend B>

@@ -102,6 +102,8 @@ inline std::vector<std::size_t> normalize_axes(const std::vector<std::int64_t>& 
 
 /// @brief Throws a `shape_error` unless `got` has `rank` dimensions.
 /// @param arg    the argument's name, e.g. `"q"`.
+/// @param got    the argument's shape
+/// @param rank   the expected number of dimensions
 /// @param layout the expected dimensions in the docs' letters, e.g. `"[B, H, T, D]"`.
 inline void require_rank(std::string_view arg, const shape& got, std::size_t rank,
                          std::string_view layout) {

@@ -57,6 +57,7 @@ latent_token_grid require_kl_inputs(const B& be, const typename B::tensor& mu,
 
 /// @brief The per-token KL to the reference policy: the mean over token `n`'s `C P P`
 /// elements of `(mu - mu_ref)^2 / (2 d_b^2)`. Differentiable in `mu`; `mu_ref` is data.
+/// @param be           the backend
 /// @param mu           [B, C, H, W] policy transition means
 /// @param mu_ref       [B, C, H, W] reference-policy (adapter disabled) transition means
 /// @param coefficients [B] step coefficients of the rows
@@ -80,6 +81,7 @@ typename B::tensor per_token_kl(const B& be, const typename B::tensor& mu,
 
 /// @brief The gradient with respect to `mu` of `sum_{b, n} d_kl(b, n) * kl(b, n)`:
 /// `(mu - mu_ref) / d_b^2 * d_kl(b, n(i, j)) / (C P P)` per element.
+/// @param be           the backend
 /// @param d_kl         [B, N] the gradient with respect to the per-token KL
 /// @param mu           [B, C, H, W] policy transition means
 /// @param mu_ref       [B, C, H, W] reference-policy transition means

@@ -70,6 +70,7 @@ inline void require_latent(std::string_view arg, const shape& latent,
 
 /// @brief `mu`, the mean of the SDE transition: `mu = coef_x * x + coef_v * v`, row `b` with
 /// `coefficients[b]`. Differentiable in `x` and `v`.
+/// @param be           the backend
 /// @param x            [B, C, H, W] latents `x_k`
 /// @param v            [B, C, H, W] velocity predictions (CFG-combined)
 /// @param coefficients [B] the step coefficients of each row (`flow_grpo_sde_coefficients`)
@@ -89,6 +90,7 @@ typename B::tensor sde_mean(const B& be, const typename B::tensor& x,
 }
 
 /// @brief The next latent `x_{k+1} = mu + transition_std * eps`.
+/// @param be           the backend
 /// @param mu           [B, C, H, W] transition means
 /// @param eps          [B, C, H, W] standard normal noise
 /// @param coefficients [B] step coefficients; `transition_std >= 0` (0: a deterministic step)
@@ -120,6 +122,7 @@ struct sde_step_result {
 
 /// @brief One Flow-GRPO SDE step `x_k -> x_{k+1}` with the noise given: `sde_mean` then
 /// `sde_sample`.
+/// @param be           the backend
 /// @param x            [B, C, H, W] latents `x_k`
 /// @param v            [B, C, H, W] velocity predictions
 /// @param eps          [B, C, H, W] standard normal noise
@@ -138,6 +141,7 @@ sde_step_result<typename B::tensor> sde_step(const B& be, const typename B::tens
 /// `-(x_next - mu)^2 / (2 std^2) - log(std) - log(sqrt(2 pi))`, `std = transition_std` of the
 /// row. Differentiable in `mu`; `x_next` is data (pass a stored tensor, not one whose graph
 /// leads back to `mu`: the backend interface has no detach).
+/// @param be           the backend
 /// @param x_next       [B, C, H, W] the sampled next latents
 /// @param mu           [B, C, H, W] transition means
 /// @param coefficients [B] step coefficients; `transition_std > 0`

@@ -16,6 +16,7 @@ namespace star {
 /// @brief `ell(b, n)`, the per-token mean log-density of `x_next` under `N(mu, std_b^2)`.
 /// The mean of a row's per-token values is Flow-GRPO's per-sample log-probability.
 /// Differentiable in `mu`; `x_next` is data.
+/// @param be           the backend
 /// @param x_next       [B, C, H, W] the sampled next latents
 /// @param mu           [B, C, H, W] transition means
 /// @param coefficients [B] step coefficients; `transition_std > 0`
@@ -35,6 +36,7 @@ typename B::tensor per_token_log_prob(const B& be, const typename B::tensor& x_n
 /// @brief The gradient with respect to `mu` of `sum_{b, n} d_log_prob(b, n) * ell(b, n)`:
 /// `(x_next - mu) / std_b^2 * d_log_prob(b, n(i, j)) / (C P P)` per element. Chains an
 /// analytic gradient with respect to `ell` (`spatial_policy_gradient`) down to `mu`.
+/// @param be           the backend
 /// @param d_log_prob   [B, N] the gradient with respect to `ell`
 /// @param x_next       [B, C, H, W] the sampled next latents
 /// @param mu           [B, C, H, W] transition means

@@ -45,6 +45,7 @@ inline latent_token_grid token_grid_of(std::string_view arg, const shape& latent
 }
 
 /// @brief The mean of each token's `C * P * P` latent elements.
+/// @param be     the backend
 /// @param values [B, C, H, W] latent-shaped values (e.g. per-element log-densities)
 /// @param patch  `P`, dividing `H` and `W`
 /// @return [B, N] with `N = (H / P)(W / P)`, token `n = w * row + col`
@@ -61,6 +62,7 @@ typename B::tensor per_token_mean(const B& be, const typename B::tensor& values,
 /// @brief Multiplies every latent element by the value of the token it lies under:
 /// `out[b, c, i, j] = latent[b, c, i, j] * token_values[b, n(i, j)]`. With `latent` all
 /// `1 / (C P P)` this is the adjoint of `per_token_mean`.
+/// @param be           the backend
 /// @param latent       [B, C, H, W]
 /// @param token_values [B, N]
 /// @param patch        `P`, dividing `H` and `W`

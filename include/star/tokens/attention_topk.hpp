@@ -21,6 +21,7 @@ namespace star {
 /// @brief The normalised spatial entropy of each text token's map,
 /// `H_j = -sum_n p_jn log p_jn / log N` with `p_jn = maps_jn / sum_n' maps_jn`, in `[0, 1]`.
 /// A row with zero mass gives 0 (callers must treat it as "no map").
+/// @param be   the backend
 /// @param maps [L, N] nonnegative attention maps, one row per text token, N >= 2
 /// @return     [L]
 template <class B>
@@ -51,9 +52,14 @@ typename B::tensor normalized_spatial_entropy(const B& be, const typename B::ten
 /// weighted like any rule's: equal total weight per word, split evenly over all its
 /// sub-tokens in every segment, so the word's other-segment tokens are weighted too. With no
 /// candidate token the usual fallback (content_words, then uniform) applies, with its reason.
+/// @param be             the backend
 /// @param attention_maps [L, N] the aggregated (section 3) nonnegative map of each text token,
 ///                       `N = layout.image_tokens()`; NaN, Inf or negative entries throw
 ///                       `value_error`, a wrong shape `shape_error`
+/// @param prompt         the UTF-8 prompt
+/// @param tokenizations  one per text segment (any subset of the layout's segments)
+/// @param layout         gives each segment's length `L_s` and order; `L = layout.text_tokens()`
+/// @param options        the rule and its inputs (`options.top_k` for `attention_topk`)
 template <class B>
   requires elementwise_backend<B> && reduction_backend<B>
 token_selection select_core_tokens(const B& be, const typename B::tensor& attention_maps,

@@ -16,8 +16,8 @@ namespace star {
 
 /// @brief A half-open byte range `[begin, end)` of the UTF-8 prompt.
 struct char_span {
-  std::int64_t begin = 0;
-  std::int64_t end = 0;
+  std::int64_t begin = 0;  ///< first byte
+  std::int64_t end = 0;    ///< one past the last byte
 };
 
 /// @brief Whether two byte ranges share at least one byte (empty ranges overlap nothing).
