@@ -10,6 +10,7 @@
 
 #include <algorithm>
 #include <concepts>
+#include <optional>
 #include <cstdint>
 #include <limits>
 #include <span>
@@ -20,6 +21,8 @@
 
 #include "star/core/backend.hpp"
 #include "star/core/nd_index.hpp"
+#include "star/eigen/fused_allocation.hpp"
+#include "star/eigen/fused_objective.hpp"
 #include "star/eigen/parallel.hpp"
 #include "star/eigen/permute.hpp"
 #include "star/eigen/strided.hpp"
@@ -194,6 +197,24 @@ class backend {
     return gather_runs(a, ax, count, count, inner, [&](std::int64_t run) {
       return indices[static_cast<std::size_t>(run)] * inner;
     });
+  }
+
+  /// @brief Fused `allocate` (`star::fused_allocation_backend`), one pass per row.
+  std::optional<allocation_result<tensor>> fused_allocate(
+      const tensor& relevance, const fused_allocation_request& request) const {
+    return detail::fused_allocate(relevance, request);
+  }
+
+  /// @brief Fused `spatial_policy_objective` (`star::fused_policy_objective_backend`).
+  std::optional<policy_objective_result<tensor>> fused_policy_objective(
+      const policy_objective_inputs<tensor>& in, const policy_objective_options& options) const {
+    return detail::fused_policy_objective(in, options);
+  }
+
+  /// @brief Fused `d loss / d ell` [R, N] (`star::fused_policy_gradient_backend`).
+  std::optional<tensor> fused_policy_log_prob_gradient(
+      const policy_objective_inputs<tensor>& in, const policy_objective_options& options) const {
+    return detail::fused_policy_log_prob_gradient(in, options);
   }
 
  private:
@@ -378,5 +399,8 @@ class backend {
 
 static_assert(complete_backend<backend<float>>);
 static_assert(complete_backend<backend<double>>);
+static_assert(fused_allocation_backend<backend<float>>);
+static_assert(fused_policy_objective_backend<backend<float>>);
+static_assert(fused_policy_gradient_backend<backend<float>>);
 
 }  // namespace star::eigen

@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <optional>
 #include <span>
+#include <utility>
 
 #include "star/core/backend.hpp"
 #include "star/objective/policy_objective.hpp"
@@ -22,12 +23,29 @@ struct policy_gradient {
   std::optional<Tensor> kl;  ///< [R, N] `d loss / d kl`; present when the inputs have `kl`
 };
 
-/// @brief `d loss / d ell` and `d loss / d kl` of `spatial_policy_objective(be, in, options)`.
-/// Per ratio entry the loss term has slope `-Â rho` in `log rho` where the clip does not act,
-/// 0 where it does (at `rho = 1 +- eps` exactly, the unclipped slope); the scalar modes pool
-/// it back to tokens with their row weights `q`. Throws like `spatial_policy_objective`.
+namespace detail {
+
+/// @brief `d loss / d kl` [R, N] = `beta / (R N)` times the KL weights; absent without a KL.
 template <complete_backend B>
-policy_gradient<typename B::tensor> spatial_policy_gradient(
+std::optional<typename B::tensor> kl_gradient(const B& be,
+                                              const policy_objective_inputs<typename B::tensor>& in,
+                                              const policy_objective_options& options,
+                                              const shape& tokens) {
+  if (!in.kl) return std::nullopt;
+  const double scale = options.beta / static_cast<double>(numel(tokens));
+  return be.mul(kl_spatial_weights(be, in, options, tokens), scale);  // [R, N]
+}
+
+}  // namespace detail
+
+/// @brief `d loss / d ell` and `d loss / d kl` of `spatial_policy_objective(be, in, options)`,
+/// in backend ops only (the composite path; `spatial_policy_gradient` runs a backend's fused
+/// kernel when it has one). Per ratio entry the loss term has slope `-Â rho` in `log rho`
+/// where the clip does not act, 0 where it does (at `rho = 1 +- eps` exactly, the unclipped
+/// slope); the scalar modes pool it back to tokens with their row weights `q`. Throws like
+/// `spatial_policy_objective`.
+template <complete_backend B>
+policy_gradient<typename B::tensor> spatial_policy_gradient_composite(
     const B& be, const policy_objective_inputs<typename B::tensor>& in,
     const policy_objective_options& options = {}) {
   const shape tokens = detail::require_objective_inputs(be, in, options);
@@ -42,12 +60,23 @@ policy_gradient<typename B::tensor> spatial_policy_gradient(
       terms.row_weights
           ? be.mul(be.reshape(d_log_ratio, {tokens[0], 1}), *terms.row_weights)  // [R, N]
           : d_log_ratio,                                                         // [R, N]
-      std::nullopt};
-  if (in.kl) {
-    const double scale = options.beta / static_cast<double>(numel(tokens));
-    gradient.kl = be.mul(detail::kl_spatial_weights(be, in, options, tokens), scale);  // [R, N]
-  }
+      detail::kl_gradient(be, in, options, tokens)};
   return gradient;
+}
+
+/// @brief `spatial_policy_gradient_composite`, with `d loss / d ell` from the backend's fused
+/// kernel when it has one (`fused_policy_gradient_backend`); inputs that are not finite take
+/// the composite path, so every error is the composite's.
+template <complete_backend B>
+policy_gradient<typename B::tensor> spatial_policy_gradient(
+    const B& be, const policy_objective_inputs<typename B::tensor>& in,
+    const policy_objective_options& options = {}) {
+  if constexpr (fused_policy_gradient_backend<B>) {
+    const shape tokens = detail::require_objective_shapes(be, in, options);
+    if (auto d_log_prob = be.fused_policy_log_prob_gradient(in, options))
+      return {std::move(*d_log_prob), detail::kl_gradient(be, in, options, tokens)};
+  }
+  return spatial_policy_gradient_composite(be, in, options);
 }
 
 /// @brief `d loss / d mu`: the gradient from `spatial_policy_gradient` chained through

@@ -13,6 +13,7 @@
 
 #include "star/core/backend.hpp"
 #include "star/core/ops.hpp"
+#include "star/objective/fused_objective.hpp"
 
 namespace star {
 
@@ -113,9 +114,10 @@ typename B::tensor mean_all(const B& be, const typename B::tensor& t) {
   return ops::mean(be, t, axes);  // []
 }
 
-/// @brief Checks every input against the options; returns `{R, N}`.
+/// @brief Checks the options and the shapes and presence of every input, not the values;
+/// returns `{R, N}`.
 template <tensor_backend B>
-shape require_objective_inputs(const B& be,
+shape require_objective_shapes(const B& be,
                                const policy_objective_inputs<typename B::tensor>& in,
                                const policy_objective_options& options) {
   options.validate();
@@ -140,6 +142,15 @@ shape require_objective_inputs(const B& be,
   if (!in.kl && options.beta > 0.0)
     throw option_error("kl: beta = " + std::to_string(options.beta) +
                        " > 0 needs the per-token KL [R, N]");
+  return tokens;
+}
+
+/// @brief Checks every input against the options, values included; returns `{R, N}`.
+template <tensor_backend B>
+shape require_objective_inputs(const B& be,
+                               const policy_objective_inputs<typename B::tensor>& in,
+                               const policy_objective_options& options) {
+  const shape tokens = require_objective_shapes(be, in, options);
   require_finite(be, in.log_prob, "log_prob");
   require_finite(be, in.old_log_prob, "old_log_prob");
   require_finite(be, in.advantages, "advantages");
@@ -206,13 +217,14 @@ typename B::tensor kl_spatial_weights(const B& be,
 
 /// @brief The clipped policy objective `L_pg + beta * L_kl` with
 /// `L_pg = mean over ratio entries of max(-Â rho, -Â clip(rho, 1 - eps, 1 + eps))` and
-/// `L_kl = mean_{r, n} omega(r, n) kl(r, n)` (`omega` = 1 or `W`).
+/// `L_kl = mean_{r, n} omega(r, n) kl(r, n)` (`omega` = 1 or `W`), in backend ops only (the
+/// composite path; `spatial_policy_objective` runs a backend's fused kernel when it has one).
 /// Throws `shape_error` (a shape), `option_error` (an option, or an input it requires that is
 /// missing), `value_error` (a non-finite input), each naming the argument.
 /// @param in      the per-token log-probabilities, advantages, allocation, step weights, KL
 /// @param options mode, clip ranges, beta, KL weighting
 template <complete_backend B>
-policy_objective_result<typename B::tensor> spatial_policy_objective(
+policy_objective_result<typename B::tensor> spatial_policy_objective_composite(
     const B& be, const policy_objective_inputs<typename B::tensor>& in,
     const policy_objective_options& options = {}) {
   const shape tokens = detail::require_objective_inputs(be, in, options);
@@ -237,6 +249,22 @@ policy_objective_result<typename B::tensor> spatial_policy_objective(
     result.loss = be.add(policy_loss, be.mul(kl_loss, options.beta));  // []
   }
   return result;
+}
+
+/// @brief `spatial_policy_objective_composite`, from the backend's fused kernel when it has
+/// one (`fused_policy_objective_backend`); inputs that are not finite take the composite
+/// path, so every error is the composite's.
+/// @param in      the per-token log-probabilities, advantages, allocation, step weights, KL
+/// @param options mode, clip ranges, beta, KL weighting
+template <complete_backend B>
+policy_objective_result<typename B::tensor> spatial_policy_objective(
+    const B& be, const policy_objective_inputs<typename B::tensor>& in,
+    const policy_objective_options& options = {}) {
+  if constexpr (fused_policy_objective_backend<B>) {
+    detail::require_objective_shapes(be, in, options);
+    if (auto fused = be.fused_policy_objective(in, options)) return std::move(*fused);
+  }
+  return spatial_policy_objective_composite(be, in, options);
 }
 
 }  // namespace star
