@@ -36,6 +36,7 @@ struct allocation_result {
 /// per-row `lambda` and entropy are read back to the host (one `[B]` read, plus one scalar per
 /// water-filling round). This is the composite path, in backend ops only; `allocate` runs a
 /// backend's fused kernel instead when it has one.
+/// @param be        the backend
 /// @param relevance [B, N] relevance maps `R`, rows = (rollout, step) pairs, finite and >= 0
 ///                  (an all-zero row is allocated uniformly)
 /// @param steps     [B] step `k` of each row, in `[0, num_steps)`
@@ -71,6 +72,7 @@ allocation_result<typename B::tensor> allocate_composite(const B& be,
 /// kernel when it has one (`fused_allocation_backend`): one pass per row instead of a
 /// sequence of whole-batch ops. Inputs whose checks need values (finite, >= 0) and every
 /// invalid argument take the composite path, so errors are those of `allocate_composite`.
+/// @param be        the backend
 /// @param relevance [B, N] relevance maps `R`, finite and >= 0
 /// @param steps     [B] step `k` of each row, in `[0, num_steps)`
 /// @param num_steps `K` >= 1

@@ -36,9 +36,13 @@ template <class Scalar>
 requires std::same_as<Scalar, float> || std::same_as<Scalar, double>
 class backend {
  public:
-  using tensor = eigen::tensor<Scalar>;
-  using values_type = Eigen::Array<Scalar, Eigen::Dynamic, 1>;
+  using tensor = eigen::tensor<Scalar>;                         ///< row-major dense tensor
+  using values_type = Eigen::Array<Scalar, Eigen::Dynamic, 1>;  ///< its storage
 
+  /// @name Storage and the host round trip (star::tensor_backend)
+  /// @{
+
+  /// @brief The extents of `t`.
   shape shape_of(const tensor& t) const { return t.dims; }
 
   /// @brief A tensor from row-major host doubles (rounded to `Scalar`).
@@ -55,6 +59,7 @@ class backend {
     return out;
   }
 
+  /// @brief A tensor of shape `s` filled with `value`.
   tensor full(const shape& s, double value) const {
     return {s, values_type::Constant(numel(s), static_cast<Scalar>(value))};
   }
@@ -76,6 +81,12 @@ class backend {
     return {t.values.data(), static_cast<std::size_t>(t.values.size())};
   }
 
+  /// @}
+
+  /// @name Element-wise operations, NumPy broadcasting (star::elementwise_backend)
+  /// @{
+
+  /// @brief The `star::elementwise_backend` operations, vectorised by Eigen.
   tensor add(const tensor& a, const tensor& b) const {
     return binary(a, b, "add", [](const auto& x, const auto& y) { return x + y; });
   }
@@ -124,12 +135,20 @@ class backend {
     });
   }
 
+  /// @}
+
+  /// @name Reductions (star::reduction_backend)
+  /// @{
+
+  /// @brief The `star::reduction_backend` operations; threads split over output slices.
   tensor sum(const tensor& a, const std::vector<std::int64_t>& axes, bool keepdim) const {
     return reduce(a, axes, keepdim, "sum", Scalar{0}, sum_kernel{});
   }
   tensor amax(const tensor& a, const std::vector<std::int64_t>& axes, bool keepdim) const {
     return reduce(a, axes, keepdim, "amax", -std::numeric_limits<Scalar>::infinity(), max_kernel{});
   }
+
+  /// @}
 
   /// @brief `[..., m, k] x [..., k, n] -> [..., m, n]` by Eigen GEMM, batch dims broadcast.
   tensor matmul(const tensor& a, const tensor& b) const {
@@ -167,6 +186,10 @@ class backend {
     return out;
   }
 
+  /// @name Views and gathers (star::layout_backend)
+  /// @{
+
+  /// @brief The `star::layout_backend` operations; each returns a copy.
   tensor reshape(const tensor& a, const shape& s) const {
     require_same_numel("reshape", a.dims, s);
     return {s, a.values};
@@ -198,6 +221,8 @@ class backend {
       return indices[static_cast<std::size_t>(run)] * inner;
     });
   }
+
+  /// @}
 
   /// @brief Fused `allocate` (`star::fused_allocation_backend`), one pass per row.
   std::optional<allocation_result<tensor>> fused_allocate(

@@ -82,6 +82,7 @@ policy_gradient<typename B::tensor> spatial_policy_gradient(
 /// @brief `d loss / d mu`: the gradient from `spatial_policy_gradient` chained through
 /// `per_token_log_prob` and, when it has a KL part, `per_token_kl`. Rows `R` of the objective
 /// are the batch rows `B` of the latents.
+/// @param be           the backend
 /// @param gradient     from `spatial_policy_gradient`
 /// @param x_next       [B, C, H, W] the sampled next latents
 /// @param mu           [B, C, H, W] policy transition means

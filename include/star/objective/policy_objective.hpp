@@ -221,6 +221,7 @@ typename B::tensor kl_spatial_weights(const B& be,
 /// composite path; `spatial_policy_objective` runs a backend's fused kernel when it has one).
 /// Throws `shape_error` (a shape), `option_error` (an option, or an input it requires that is
 /// missing), `value_error` (a non-finite input), each naming the argument.
+/// @param be      the backend
 /// @param in      the per-token log-probabilities, advantages, allocation, step weights, KL
 /// @param options mode, clip ranges, beta, KL weighting
 template <complete_backend B>
@@ -254,6 +255,7 @@ policy_objective_result<typename B::tensor> spatial_policy_objective_composite(
 /// @brief `spatial_policy_objective_composite`, from the backend's fused kernel when it has
 /// one (`fused_policy_objective_backend`); inputs that are not finite take the composite
 /// path, so every error is the composite's.
+/// @param be      the backend
 /// @param in      the per-token log-probabilities, advantages, allocation, step weights, KL
 /// @param options mode, clip ranges, beta, KL weighting
 template <complete_backend B>
