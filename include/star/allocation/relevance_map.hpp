@@ -7,7 +7,7 @@
 #include <limits>
 
 #include "star/allocation/allocation_options.hpp"
-#include "star/allocation/value_checks.hpp"
+#include "star/core/value_checks.hpp"
 #include "star/core/backend.hpp"
 #include "star/core/shape.hpp"
 
@@ -30,7 +30,7 @@ typename B::tensor sharpened_map(const B& be, const typename B::tensor& relevanc
     throw shape_error("relevance: expected at least one row and one column [B, N], got shape " +
                       to_string(dims));
   allocation_options::require_valid_tau(tau, "tau");
-  allocation_detail::require_finite_nonnegative(be, relevance, "relevance");
+  detail::require_finite_nonnegative(be, relevance, "relevance");
   const auto image_tokens = static_cast<double>(dims[1]);
 
   const auto row_max = be.amax(relevance, {1}, true);                        // [B, 1]

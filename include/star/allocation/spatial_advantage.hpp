@@ -6,7 +6,7 @@
 #include <cstdint>
 #include <string>
 
-#include "star/allocation/value_checks.hpp"
+#include "star/core/value_checks.hpp"
 #include "star/core/backend.hpp"
 #include "star/core/error.hpp"
 #include "star/core/shape.hpp"
@@ -24,7 +24,7 @@ std::int64_t require_advantage_inputs(const B& be, const typename B::tensor& adv
     throw shape_error("weights: expected rank >= 2 [B, N] or [B, h*P, w*P], got shape " +
                       to_string(weight_dims));
   require_shape("advantages", be.shape_of(advantages), {weight_dims[0]}, "[B]");
-  require_finite(be, advantages, "advantages");
+  detail::require_finite(be, advantages, "advantages");
   return weight_dims[0];
 }
 
@@ -54,7 +54,7 @@ typename B::tensor spatial_advantage(const B& be, const typename B::tensor& adva
                                      const typename B::tensor& weights) {
   const std::int64_t rows = allocation_detail::require_advantage_inputs(be, advantages, weights);
   require_shape("gamma", be.shape_of(gamma), {rows}, "[B]");
-  allocation_detail::require_finite_nonnegative(be, gamma, "gamma");
+  detail::require_finite_nonnegative(be, gamma, "gamma");
   return allocation_detail::scale_rows(be, be.mul(advantages, gamma), weights);  // weights' shape
 }
 

@@ -6,7 +6,7 @@
 #include <cstdint>
 #include <span>
 
-#include "star/attention/host_checks.hpp"
+#include "star/core/value_checks.hpp"
 #include "star/attention/joint_qk.hpp"
 #include "star/attention/options.hpp"
 #include "star/attention/row_lse.hpp"
@@ -99,7 +99,7 @@ typename B::tensor attention_probabilities(const B& be, const typename B::tensor
   require_text_columns("columns", columns, layout);
   require_shape("lse", be.shape_of(lse), {dims.batch, dims.heads, layout.image_tokens()},
                 "[B, H, N]");
-  attention_detail::require_finite("lse", be.to_host(lse));
+  detail::require_finite(be, lse, "lse");
   return attention_detail::image_to_text_from_lse(
       be, q, k, layout, columns, lse,
       options.scale_for(dims.head_dim));  // [B, H, N, S]

@@ -7,7 +7,7 @@
 #include <span>
 #include <string>
 
-#include "star/attention/host_checks.hpp"
+#include "star/core/value_checks.hpp"
 #include "star/attention/joint_qk.hpp"
 #include "star/attention/options.hpp"
 #include "star/attention/probabilities.hpp"
@@ -33,7 +33,7 @@ typename B::tensor relevance_map(const B& be, const typename B::tensor& probabil
     throw shape_error("weights: expected shape [S] = [" + std::to_string(p_shape[3]) +
                       "] for probabilities of shape " + to_string(p_shape) + ", got [" +
                       std::to_string(columns) + "]");
-  attention_detail::require_finite_nonnegative("weights", weights);
+  detail::require_finite_nonnegative("weights", weights);
   const auto head_mean = ops::mean(be, probabilities, {1});        // [B, N, S]
   const auto weight_column = be.from_host(weights, {columns, 1});  // [S, 1]
   const auto map = be.matmul(head_mean, weight_column);            // [B, N, 1]

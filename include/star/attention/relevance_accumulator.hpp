@@ -9,7 +9,7 @@
 #include <string>
 #include <utility>
 
-#include "star/attention/host_checks.hpp"
+#include "star/core/value_checks.hpp"
 #include "star/core/backend.hpp"
 #include "star/core/error.hpp"
 #include "star/core/shape.hpp"
@@ -20,6 +20,7 @@ namespace star {
 /// filter is given) and returns their mean. Keeps one [B, N] running sum. The backend
 /// object must outlive the accumulator.
 template <elementwise_backend B>
+  requires reduction_backend<B>
 class relevance_accumulator {
  public:
   using tensor = typename B::tensor;  ///< the backend's tensor type
@@ -68,7 +69,7 @@ class relevance_accumulator {
       throw value_error("relevance_accumulator.result: no block was added" +
                         std::string(filter_ ? " (every block was outside block_filter)" : ""));
     auto mean = be_->mul(*sum_, 1.0 / static_cast<double>(count_));  // [B, N]
-    attention_detail::require_finite("relevance_accumulator.result", be_->to_host(mean));
+    detail::require_finite(*be_, mean, "relevance_accumulator.result");
     return mean;
   }
 

@@ -7,7 +7,7 @@
 #include <string>
 #include <vector>
 
-#include "star/attention/host_checks.hpp"
+#include "star/core/value_checks.hpp"
 #include "star/core/error.hpp"
 #include "star/core/nd_index.hpp"
 #include "star/core/token_layout.hpp"
@@ -38,7 +38,7 @@ inline text_selection select_text_columns(std::span<const double> w, const token
   if (static_cast<std::int64_t>(w.size()) != layout.text_tokens())
     throw shape_error("w: expected shape [L] = [" + std::to_string(layout.text_tokens()) +
                       "], got [" + std::to_string(w.size()) + "]");
-  attention_detail::require_finite_nonnegative("w", w);
+  detail::require_finite_nonnegative("w", w);
   text_selection selection;
   for (std::size_t j = 0; j < w.size(); ++j)
     if (w[j] > 0.0) {

@@ -10,6 +10,14 @@
 
 namespace star::ops {
 
+/// @brief The axes `0 .. rank-1` of `a`, for reductions over everything.
+template <tensor_backend B>
+std::vector<std::int64_t> all_axes(const B& be, const typename B::tensor& a) {
+  std::vector<std::int64_t> axes(be.shape_of(a).size());
+  for (std::size_t i = 0; i < axes.size(); ++i) axes[i] = static_cast<std::int64_t>(i);
+  return axes;
+}
+
 /// @brief Mean over `axes`.
 template <reduction_backend B>
   requires elementwise_backend<B>
@@ -19,6 +27,13 @@ typename B::tensor mean(const B& be, const typename B::tensor& a,
   std::int64_t count = 1;
   for (const std::size_t axis : normalize_axes(axes, s.size(), "mean")) count *= s[axis];
   return be.mul(be.sum(a, axes, keepdim), 1.0 / static_cast<double>(count));
+}
+
+/// @brief Mean over every axis, as a rank-0 tensor.
+template <reduction_backend B>
+  requires elementwise_backend<B>
+typename B::tensor mean_all(const B& be, const typename B::tensor& a) {
+  return mean(be, a, all_axes(be, a));  // []
 }
 
 /// @brief `log(sum(exp(a)))` over one axis, stabilised by the row maximum.

@@ -13,6 +13,7 @@
 
 #include "star/core/backend.hpp"
 #include "star/core/ops.hpp"
+#include "star/core/value_checks.hpp"
 #include "star/objective/fused_objective.hpp"
 
 namespace star {
@@ -95,24 +96,6 @@ struct policy_objective_result {
 };
 
 namespace detail {
-
-/// @brief Throws `value_error` naming `arg` unless every element of `t` is finite.
-template <tensor_backend B>
-void require_finite(const B& be, const typename B::tensor& t, std::string_view arg) {
-  for (const double value : be.to_host(t))
-    if (!std::isfinite(value))
-      throw value_error(std::string(arg) + ": expected finite values, found " +
-                        std::to_string(value));
-}
-
-/// @brief The mean over every axis, as a rank-0 tensor.
-template <reduction_backend B>
-  requires elementwise_backend<B>
-typename B::tensor mean_all(const B& be, const typename B::tensor& t) {
-  std::vector<std::int64_t> axes(be.shape_of(t).size());
-  for (std::size_t i = 0; i < axes.size(); ++i) axes[i] = static_cast<std::int64_t>(i);
-  return ops::mean(be, t, axes);  // []
-}
 
 /// @brief Checks the options and the shapes and presence of every input, not the values;
 /// returns `{R, N}`.
@@ -231,7 +214,7 @@ policy_objective_result<typename B::tensor> spatial_policy_objective_composite(
   const shape tokens = detail::require_objective_inputs(be, in, options);
   const auto terms = detail::clipped_ratios(be, in, options, tokens);
   const auto per_entry = be.maximum(terms.unclipped_loss, terms.clipped_loss);  // [R] or [R, N]
-  const auto policy_loss = detail::mean_all(be, per_entry);                     // []
+  const auto policy_loss = ops::mean_all(be, per_entry);                     // []
   const auto clip_acts = be.greater(terms.clipped_loss, terms.unclipped_loss);  // [R] or [R, N]
   const double eps = options.active_clip_range();
   const auto above = be.greater(terms.ratio, be.full({}, 1.0 + eps));  // [R] or [R, N]
@@ -239,13 +222,13 @@ policy_objective_result<typename B::tensor> spatial_policy_objective_composite(
 
   policy_objective_result<typename B::tensor> result{policy_loss};
   result.policy_loss = ops::item(be, policy_loss);
-  result.clip_fraction = ops::item(be, detail::mean_all(be, clip_acts));
-  result.outside_clip_range_fraction = ops::item(be, detail::mean_all(be, be.add(above, below)));
+  result.clip_fraction = ops::item(be, ops::mean_all(be, clip_acts));
+  result.outside_clip_range_fraction = ops::item(be, ops::mean_all(be, be.add(above, below)));
   result.approx_kl =
-      0.5 * ops::item(be, detail::mean_all(be, ops::square(be, terms.log_ratio)));
+      0.5 * ops::item(be, ops::mean_all(be, ops::square(be, terms.log_ratio)));
   if (in.kl) {
     const auto weights = detail::kl_spatial_weights(be, in, options, tokens);  // [R, N]
-    const auto kl_loss = detail::mean_all(be, be.mul(weights, *in.kl));       // []
+    const auto kl_loss = ops::mean_all(be, be.mul(weights, *in.kl));       // []
     result.kl_loss = ops::item(be, kl_loss);
     result.loss = be.add(policy_loss, be.mul(kl_loss, options.beta));  // []
   }
