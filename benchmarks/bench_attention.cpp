@@ -80,10 +80,10 @@ void BM_row_lse_chunked(benchmark::State& state) {
 BENCHMARK(BM_relevance_via_lse)
     ->ArgNames({"batch", "selected"})
     ->ArgsProduct({{8}, {1, 4, 16}})
-    ->Unit(benchmark::kMillisecond);
+    ->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_relevance_via_full_softmax)
     ->ArgNames({"batch", "selected"})
     ->ArgsProduct({{8}, {1, 16}})
-    ->Unit(benchmark::kMillisecond)
+    ->Unit(benchmark::kMillisecond)->UseRealTime()
     ->Iterations(2);
-BENCHMARK(BM_row_lse_chunked)->ArgNames({"batch"})->Arg(8)->Unit(benchmark::kMillisecond)->Iterations(2);
+BENCHMARK(BM_row_lse_chunked)->ArgNames({"batch"})->Arg(8)->Unit(benchmark::kMillisecond)->UseRealTime()->Iterations(2);

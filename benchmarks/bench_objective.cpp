@@ -76,6 +76,6 @@ void BM_per_token_log_prob(benchmark::State& state) {
 
 }  // namespace
 
-BENCHMARK(BM_token_objective_loss)->ArgNames({"batch"})->Arg(8)->Arg(32)->Unit(benchmark::kMicrosecond);
-BENCHMARK(BM_token_objective_gradient)->ArgNames({"batch"})->Arg(8)->Arg(32)->Unit(benchmark::kMicrosecond);
-BENCHMARK(BM_per_token_log_prob)->ArgNames({"batch"})->Arg(8)->Arg(32)->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_token_objective_loss)->ArgNames({"batch"})->Arg(8)->Arg(32)->Unit(benchmark::kMicrosecond)->UseRealTime();
+BENCHMARK(BM_token_objective_gradient)->ArgNames({"batch"})->Arg(8)->Arg(32)->Unit(benchmark::kMicrosecond)->UseRealTime();
+BENCHMARK(BM_per_token_log_prob)->ArgNames({"batch"})->Arg(8)->Arg(32)->Unit(benchmark::kMicrosecond)->UseRealTime();
