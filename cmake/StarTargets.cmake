@@ -33,3 +33,52 @@ if(Eigen3_FOUND)
 else()
   message(STATUS "star: Eigen3 >= 3.4 not found, star::eigen disabled (Debian: apt-get install libeigen3-dev)")
 endif()
+
+# star::torch: the LibTorch backend and adapters (namespace star::libtorch). Debian:
+# apt-get install libtorch-dev; a pip PyTorch: -DCMAKE_PREFIX_PATH=$(python3 -c 'import torch;
+# print(torch.utils.cmake_prefix_path)').
+list(APPEND STAR_COMPONENTS torch)
+find_package(Torch QUIET)
+if(Torch_FOUND)
+  add_library(star_torch INTERFACE)
+  add_library(star::torch ALIAS star_torch)
+  target_link_libraries(star_torch INTERFACE star torch)
+  set(STAR_torch_DEPENDENCIES "find_dependency(Torch)")
+  set_target_properties(star_torch PROPERTIES EXPORT_NAME torch)
+  if(TORCH_CUDA_LIBRARIES)
+    set(star_torch_cuda_text "with CUDA")
+  else()
+    set(star_torch_cuda_text "CPU only")
+  endif()
+  message(STATUS "star: LibTorch ${Torch_VERSION} found (${star_torch_cuda_text}), star::torch enabled")
+else()
+  message(STATUS "star: LibTorch not found, star::torch disabled (Debian: apt-get install "
+                 "libtorch-dev; pip PyTorch: -DCMAKE_PREFIX_PATH=<torch.utils.cmake_prefix_path>)")
+endif()
+
+# star::cuda: the fused CUDA kernels (header-only .cuh under include/star/cuda/, compiled by
+# the consumer's nvcc for its own architectures). When nvcc is found, CUDA is enabled with
+# CMAKE_CUDA_ARCHITECTURES 90 unless set (CI compiles the kernels and their tests without a
+# GPU: the compile gate). C++20 for CUDA is a compile option because CUDA_STANDARD 20 fails
+# at generate time with CMake 3.25 and nvcc 13.
+list(APPEND STAR_COMPONENTS cuda)
+include(CheckLanguage)
+check_language(CUDA)
+if(CMAKE_CUDA_COMPILER)
+  if(NOT DEFINED CMAKE_CUDA_ARCHITECTURES)
+    set(CMAKE_CUDA_ARCHITECTURES 90)
+  endif()
+  enable_language(CUDA)
+  find_package(CUDAToolkit REQUIRED)
+  add_library(star_cuda INTERFACE)
+  add_library(star::cuda ALIAS star_cuda)
+  target_link_libraries(star_cuda INTERFACE star CUDA::cudart)
+  target_compile_options(star_cuda INTERFACE $<$<COMPILE_LANGUAGE:CUDA>:-std=c++20>
+                                             $<$<COMPILE_LANGUAGE:CUDA>:--expt-relaxed-constexpr>)
+  set(STAR_cuda_DEPENDENCIES "find_dependency(CUDAToolkit)")
+  set_target_properties(star_cuda PROPERTIES EXPORT_NAME cuda)
+  message(STATUS "star: nvcc ${CMAKE_CUDA_COMPILER_VERSION} found, star::cuda enabled "
+                 "(architectures ${CMAKE_CUDA_ARCHITECTURES})")
+else()
+  message(STATUS "star: no CUDA compiler, star::cuda disabled (set CMAKE_CUDA_COMPILER or put nvcc on PATH)")
+endif()

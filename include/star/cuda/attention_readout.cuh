@@ -1,0 +1,142 @@
+#pragma once
+/// @file
+/// @brief Fused relevance read-out (star-method.md §3): for the selected text columns `S`,
+/// `R[b, n] += block_weight * sum_j w_j * mean_h exp(s q_n . k_j - LSE[b, h, n])` in one pass
+/// over `q`, never forming the `N x T` scores; optionally also the probabilities themselves.
+
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+#include <span>
+
+#include "star/core/strided_view.hpp"
+#include "star/core/token_layout.hpp"
+#include "star/cuda/api.cuh"
+#include "star/cuda/common.cuh"
+
+namespace star::cuda {
+
+namespace readout_detail {
+
+/// @brief Columns handled by one launch (their partial dot products live in registers).
+inline constexpr int chunk_columns = 16;
+/// @brief Image rows per CUDA block (one thread each).
+inline constexpr int rows_per_block = 64;
+
+/// @brief Up to `chunk_columns` selected columns, passed by value as a kernel parameter.
+struct column_chunk {
+  int count = 0;                            ///< columns used, <= chunk_columns
+  int first = 0;                            ///< index in `S` of the first one
+  std::int64_t position[chunk_columns]{};   ///< joint-sequence positions of the keys
+  float weight[chunk_columns]{};            ///< `w_j`
+};
+
+/// @brief Per (head, batch, image row), the weighted sum over the chunk's columns of the
+/// probabilities, added to `partial[h][b][n]` (written on the first chunk). Grid
+/// `(ceil(N / rows_per_block), B, H)`; dynamic shared memory: `chunk_columns * D` floats.
+template <class T>
+__global__ void selected_columns_kernel(strided_view<const T, 4> q, strided_view<const T, 4> k,
+                                        strided_view<const float, 3> lse, column_chunk chunk,
+                                        std::int64_t image_begin, float scale, bool first_chunk,
+                                        float* partial, strided_view<float, 4> probabilities) {
+  extern __shared__ float keys[];  // [chunk_columns, D]
+  const std::int64_t batch = q.extents[0], head_dim = q.extents[3], image_tokens = lse.extents[2];
+  const int b = blockIdx.y, h = blockIdx.z;
+  for (std::int64_t i = threadIdx.x; i < chunk_columns * head_dim; i += blockDim.x) {
+    const std::int64_t j = i / head_dim, d = i % head_dim;
+    keys[i] = j < chunk.count ? to_float(k(b, h, chunk.position[j], d)) : 0.0f;
+  }
+  __syncthreads();
+  const std::int64_t n = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (n >= image_tokens) return;
+
+  float dot[chunk_columns] = {};
+  for (std::int64_t d = 0; d < head_dim; ++d) {
+    const float qd = to_float(q(b, h, image_begin + n, d));
+#pragma unroll
+    for (int j = 0; j < chunk_columns; ++j) dot[j] += qd * keys[j * head_dim + d];
+  }
+  const float row_lse = lse(b, h, n);
+  float weighted = 0.0f;
+#pragma unroll
+  for (int j = 0; j < chunk_columns; ++j) {
+    if (j >= chunk.count) break;
+    const float p = __expf(scale * dot[j] - row_lse);
+    if (probabilities.data) probabilities(b, h, n, chunk.first + j) = p;
+    weighted += chunk.weight[j] * p;
+  }
+  float& slot = partial[(static_cast<std::int64_t>(h) * batch + b) * image_tokens + n];
+  slot = first_chunk ? weighted : slot + weighted;
+}
+
+/// @brief `relevance[b, n] += block_weight / H * sum_h partial[h][b][n]`, one thread per (b, n).
+static __global__ void head_mean_kernel(const float* partial, std::int64_t heads,
+                                        float block_weight, strided_view<float, 2> relevance) {
+  const std::int64_t batch = relevance.extents[0], image_tokens = relevance.extents[1];
+  const std::int64_t i = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i >= batch * image_tokens) return;
+  float sum = 0.0f;
+  for (std::int64_t h = 0; h < heads; ++h) sum += partial[h * batch * image_tokens + i];
+  relevance(i / image_tokens, i % image_tokens) += block_weight / static_cast<float>(heads) * sum;
+}
+
+}  // namespace readout_detail
+
+/// @brief Adds one block's relevance map to `relevance`:
+/// `R[b, n] += block_weight * sum_j w_j * mean_h exp(s q[b,h,n] . k[b,h,j] - lse[b,h,n])`,
+/// image rows and text keys placed by `layout`. Cost `O(B H N |S| D)`; reads `q` once per
+/// chunk of 16 columns. Launches are queued on `stream`; nothing is synchronised.
+/// @param in            q, k, lse, columns, weights, scale, block weight
+/// @param layout        where the image and text tokens sit in `T`
+/// @param relevance     [B, N] device, accumulated into (zero it before the first block)
+/// @param probabilities [B, H, N, S] device, written when `data` is non-null
+/// @param workspace     device, at least `relevance_workspace_bytes(B, H, N)` bytes
+/// @return `cudaErrorInvalidValue` on inconsistent shapes, an empty or out-of-range column
+///         list, `D > 768` or too small a workspace; otherwise the launch status
+template <class T>
+  requires is_kernel_element<T>
+cudaError_t accumulate_relevance(const readout_inputs<T>& in, const token_layout& layout,
+                                 strided_view<float, 2> relevance,
+                                 strided_view<float, 4> probabilities, void* workspace,
+                                 std::size_t workspace_bytes, cudaStream_t stream) {
+  using namespace readout_detail;
+  const auto [batch, heads, tokens, head_dim] = in.q.extents;
+  const std::int64_t image_tokens = layout.image_tokens(), columns = in.columns.size();
+  const bool shapes_agree =
+      in.k.extents == in.q.extents && tokens == layout.total_tokens() &&
+      in.lse.extents == std::array<std::int64_t, 3>{batch, heads, image_tokens} &&
+      relevance.extents == std::array<std::int64_t, 2>{batch, image_tokens} &&
+      (!probabilities.data ||
+       probabilities.extents == std::array<std::int64_t, 4>{batch, heads, image_tokens, columns});
+  const bool columns_valid =
+      columns >= 1 && in.weights.size() == in.columns.size() &&
+      std::all_of(in.columns.begin(), in.columns.end(),
+                  [&](std::int64_t j) { return j >= 0 && j < layout.text_tokens(); });
+  if (!shapes_agree || !columns_valid || batch < 1 || heads < 1 || image_tokens < 1 ||
+      head_dim < 1 || head_dim > 768 || batch > 65535 || heads > 65535 || !(in.scale > 0.0f) ||
+      workspace_bytes < relevance_workspace_bytes(batch, heads, image_tokens))
+    return cudaErrorInvalidValue;
+
+  float* partial = static_cast<float*>(workspace);
+  const dim3 grid(blocks_for(image_tokens, rows_per_block), static_cast<unsigned>(batch),
+                  static_cast<unsigned>(heads));
+  const std::size_t shared = chunk_columns * head_dim * sizeof(float);
+  for (std::int64_t first = 0; first < columns; first += chunk_columns) {
+    column_chunk chunk;
+    chunk.first = static_cast<int>(first);
+    chunk.count = static_cast<int>(std::min<std::int64_t>(chunk_columns, columns - first));
+    for (int j = 0; j < chunk.count; ++j) {
+      chunk.position[j] = layout.text_begin() + in.columns[first + j];
+      chunk.weight[j] = in.weights[first + j];
+    }
+    selected_columns_kernel<T><<<grid, rows_per_block, shared, stream>>>(
+        in.q, in.k, in.lse, chunk, layout.image_begin(), in.scale, first == 0, partial,
+        probabilities);
+    if (const cudaError_t status = cudaGetLastError(); status != cudaSuccess) return status;
+  }
+  head_mean_kernel<<<blocks_for(batch * image_tokens, row_block_threads), row_block_threads, 0,
+                     stream>>>(partial, heads, in.block_weight, relevance);
+  return cudaGetLastError();
+}
+
+}  // namespace star::cuda

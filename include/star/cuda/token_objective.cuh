@@ -1,0 +1,167 @@
+#pragma once
+/// @file
+/// @brief Fused token-mode policy objective (star-method.md §5): forward (per-row partial
+/// sums, then one reduction to the loss and the metrics) and backward (`d loss / d ell`,
+/// `d loss / d kl`), with the definitions of `spatial_policy_objective` and
+/// `spatial_policy_gradient` for `objective_mode::token`.
+
+#include <cfloat>
+#include <cstddef>
+#include <cstdint>
+
+#include "star/core/strided_view.hpp"
+#include "star/cuda/api.cuh"
+#include "star/cuda/common.cuh"
+
+namespace star::cuda {
+
+namespace objective_detail {
+
+/// @brief One ratio entry: its loss term, whether the clip acts, and the unclipped slope.
+struct token_term {
+  float log_ratio, ratio, loss, slope;  ///< `log rho`, `rho`, the max term, `-Â rho`
+  bool clip_acts, outside;              ///< clipped term strictly larger; `|rho - 1| > eps`
+};
+
+/// @brief The term of entry (r, n).
+template <class T>
+__device__ token_term entry_term(const token_objective_inputs<T>& in, float clip_range,
+                                 std::int64_t r, std::int64_t n) {
+  const float gamma = in.step_weights ? in.step_weights[r] : 1.0f;
+  const float advantage = in.advantages[r] * gamma * to_float(in.allocation(r, n));  // Â
+  const float log_ratio = to_float(in.log_prob(r, n)) - to_float(in.old_log_prob(r, n));
+  const float ratio = expf(log_ratio);
+  const float unclipped = -advantage * ratio;
+  const float clipped = -advantage * fminf(fmaxf(ratio, 1.0f - clip_range), 1.0f + clip_range);
+  return {log_ratio, ratio, fmaxf(unclipped, clipped), unclipped, clipped > unclipped,
+          ratio > 1.0f + clip_range || ratio < 1.0f - clip_range};
+}
+
+/// @brief The KL weight `omega(r, n)`: `W` or 1.
+template <class T>
+__device__ float kl_weight(const token_objective_inputs<T>& in, bool by_allocation,
+                           std::int64_t r, std::int64_t n) {
+  return by_allocation ? to_float(in.allocation(r, n)) : 1.0f;
+}
+
+/// @brief One CUDA block per row: its `row_sums` sums, in double, into `sums[r]`.
+template <class T>
+__global__ void row_sums_kernel(token_objective_inputs<T> in, token_objective_params params,
+                                double* sums) {
+  __shared__ double scratch[32];
+  const std::int64_t r = blockIdx.x, tokens = in.log_prob.extents[1];
+  float local[row_sums] = {};
+  for (std::int64_t n = threadIdx.x; n < tokens; n += blockDim.x) {
+    const token_term term = entry_term(in, params.clip_range, r, n);
+    local[0] += term.loss;
+    local[1] += term.clip_acts;
+    local[2] += term.outside;
+    local[3] += term.log_ratio * term.log_ratio;
+    if (in.kl.data)
+      local[4] += kl_weight(in, params.kl_weighted_by_allocation, r, n) * to_float(in.kl(r, n));
+  }
+  for (int s = 0; s < row_sums; ++s) {
+    const double total = block_sum(static_cast<double>(local[s]), scratch);
+    if (threadIdx.x == 0) sums[r * row_sums + s] = total;
+  }
+}
+
+/// @brief One CUDA block: the row sums to the totals (means over the `R * N` entries).
+static __global__ void totals_kernel(const double* sums, std::int64_t rows, std::int64_t tokens,
+                                     float beta, token_objective_totals* totals) {
+  __shared__ double scratch[32];
+  double mean[row_sums];
+  for (int s = 0; s < row_sums; ++s) {
+    double local = 0.0;
+    for (std::int64_t r = threadIdx.x; r < rows; r += blockDim.x) local += sums[r * row_sums + s];
+    mean[s] = block_sum(local, scratch) / static_cast<double>(rows * tokens);
+  }
+  if (threadIdx.x != 0) return;
+  totals->policy_loss = static_cast<float>(mean[0]);
+  totals->clip_fraction = static_cast<float>(mean[1]);
+  totals->outside_clip_range_fraction = static_cast<float>(mean[2]);
+  totals->approx_kl = static_cast<float>(0.5 * mean[3]);
+  totals->kl_loss = static_cast<float>(mean[4]);
+  totals->loss = static_cast<float>(mean[0] + beta * mean[4]);
+}
+
+/// @brief One thread per entry: `d loss / d ell` and, when requested, `d loss / d kl`.
+template <class T>
+__global__ void gradient_kernel(token_objective_inputs<T> in, token_objective_params params,
+                                const float* loss_grad, strided_view<float, 2> d_log_prob,
+                                strided_view<float, 2> d_kl) {
+  const std::int64_t rows = in.log_prob.extents[0], tokens = in.log_prob.extents[1];
+  const std::int64_t i = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i >= rows * tokens) return;
+  const std::int64_t r = i / tokens, n = i % tokens;
+  const float upstream = (loss_grad ? *loss_grad : 1.0f) / static_cast<float>(rows * tokens);
+  const token_term term = entry_term(in, params.clip_range, r, n);
+  d_log_prob(r, n) = term.clip_acts ? 0.0f : upstream * term.slope;
+  if (d_kl.data)
+    d_kl(r, n) = upstream * params.beta * kl_weight(in, params.kl_weighted_by_allocation, r, n);
+}
+
+/// @brief Whether the inputs are consistent: equal [R, N] shapes, advantages present, the
+/// options in range, KL present when `beta > 0`.
+template <class T>
+bool valid(const token_objective_inputs<T>& in, const token_objective_params& params) {
+  const auto dims = in.log_prob.extents;
+  return dims[0] >= 1 && dims[0] <= 2147483647 && dims[1] >= 1 &&
+         in.old_log_prob.extents == dims && in.allocation.extents == dims && in.advantages &&
+         (!in.kl.data || in.kl.extents == dims) && params.clip_range > 0.0f &&
+         params.clip_range < 1.0f && params.beta >= 0.0f && params.beta <= FLT_MAX &&
+         (params.beta == 0.0f || in.kl.data);
+}
+
+}  // namespace objective_detail
+
+/// @brief The token-mode objective `L_pg + beta L_kl` and its metrics, written to `totals`
+/// (device) — the values `spatial_policy_objective` returns for `objective_mode::token`.
+/// @param in        ell, ell_old, W [R, N]; A, gamma [R]; kl [R, N] optional (all device)
+/// @param params    eps_tok, beta, KL weighting
+/// @param totals    device, one `token_objective_totals`
+/// @param workspace device, at least `token_objective_workspace_bytes(R)` bytes
+/// @return `cudaErrorInvalidValue` on inconsistent inputs, else the launch status
+template <class T>
+  requires is_kernel_element<T>
+cudaError_t token_objective_forward(const token_objective_inputs<T>& in,
+                                    const token_objective_params& params,
+                                    token_objective_totals* totals, void* workspace,
+                                    std::size_t workspace_bytes, cudaStream_t stream) {
+  const auto [rows, tokens] = in.log_prob.extents;
+  if (!objective_detail::valid(in, params) || !totals ||
+      workspace_bytes < token_objective_workspace_bytes(rows))
+    return cudaErrorInvalidValue;
+  auto* sums = static_cast<double*>(workspace);
+  objective_detail::row_sums_kernel<T>
+      <<<static_cast<unsigned>(rows), row_block_threads, 0, stream>>>(in, params, sums);
+  if (const cudaError_t status = cudaGetLastError(); status != cudaSuccess) return status;
+  objective_detail::totals_kernel<<<1, row_block_threads, 0, stream>>>(sums, rows, tokens,
+                                                                       params.beta, totals);
+  return cudaGetLastError();
+}
+
+/// @brief `d loss / d ell` (and `d loss / d kl`) of `token_objective_forward`, times the
+/// upstream gradient: `-Â rho / (R N)` where the clip does not act, 0 where it does;
+/// `beta omega / (R N)` for the KL — as `spatial_policy_gradient` for `objective_mode::token`.
+/// @param loss_grad  device, one float `d out / d loss`; null: 1
+/// @param d_log_prob [R, N] device
+/// @param d_kl       [R, N] device, written when `data` is non-null (needs `in.kl`)
+/// @return `cudaErrorInvalidValue` on inconsistent inputs, else the launch status
+template <class T>
+  requires is_kernel_element<T>
+cudaError_t token_objective_backward(const token_objective_inputs<T>& in,
+                                     const token_objective_params& params,
+                                     const float* loss_grad, strided_view<float, 2> d_log_prob,
+                                     strided_view<float, 2> d_kl, cudaStream_t stream) {
+  const auto [rows, tokens] = in.log_prob.extents;
+  if (!objective_detail::valid(in, params) || d_log_prob.extents != in.log_prob.extents ||
+      (d_kl.data && (!in.kl.data || d_kl.extents != in.log_prob.extents)))
+    return cudaErrorInvalidValue;
+  objective_detail::gradient_kernel<T>
+      <<<blocks_for(rows * tokens, row_block_threads), row_block_threads, 0, stream>>>(
+          in, params, loss_grad, d_log_prob, d_kl);
+  return cudaGetLastError();
+}
+
+}  // namespace star::cuda

@@ -1,0 +1,224 @@
+// nvcc side of the CUDA kernel tests: device buffers, launches, copies back.
+
+#include "device_runs.hpp"
+
+#include <cuda_runtime.h>
+
+#include <stdexcept>
+#include <utility>
+
+#include "star/cuda.hpp"
+
+namespace star::test::cuda {
+namespace {
+
+/// A device buffer of `count` elements of `T`, freed on scope exit.
+template <class T>
+struct device_buffer {
+  T* data = nullptr;
+  explicit device_buffer(std::size_t count) {
+    if (count && cudaMalloc(&data, count * sizeof(T)) != cudaSuccess)
+      throw std::runtime_error("cudaMalloc failed");
+  }
+  ~device_buffer() { cudaFree(data); }
+  device_buffer(device_buffer&& other) noexcept : data(std::exchange(other.data, nullptr)) {}
+  device_buffer& operator=(device_buffer&&) = delete;
+};
+
+template <class T>
+T narrow(double x) {
+  if constexpr (std::is_same_v<T, __half>) return __float2half(static_cast<float>(x));
+  else if constexpr (std::is_same_v<T, __nv_bfloat16>) return __float2bfloat16(static_cast<float>(x));
+  else return static_cast<float>(x);
+}
+
+template <class T>
+double widen(T x) {
+  if constexpr (std::is_same_v<T, __half>) return __half2float(x);
+  else if constexpr (std::is_same_v<T, __nv_bfloat16>) return __bfloat162float(x);
+  else return x;
+}
+
+/// `values` converted to `T` and copied to a new device buffer.
+template <class T>
+device_buffer<T> upload(const std::vector<double>& values) {
+  std::vector<T> host(values.size());
+  for (std::size_t i = 0; i < values.size(); ++i) host[i] = narrow<T>(values[i]);
+  device_buffer<T> buffer(values.size());
+  if (cudaMemcpy(buffer.data, host.data(), host.size() * sizeof(T), cudaMemcpyHostToDevice) !=
+      cudaSuccess)
+    throw std::runtime_error("cudaMemcpy to device failed");
+  return buffer;
+}
+
+/// `count` elements of a device buffer, widened to double.
+template <class T>
+std::vector<double> download(const T* data, std::size_t count) {
+  std::vector<T> host(count);
+  if (cudaMemcpy(host.data(), data, count * sizeof(T), cudaMemcpyDeviceToHost) != cudaSuccess)
+    throw std::runtime_error("cudaMemcpy to host failed");
+  std::vector<double> out(count);
+  for (std::size_t i = 0; i < count; ++i) out[i] = widen(host[i]);
+  return out;
+}
+
+/// Calls `f.template operator()<T>()` with the element type `type` names.
+template <class F>
+auto dispatch(element type, F&& f) {
+  switch (type) {
+    case element::f16: return f.template operator()<__half>();
+    case element::bf16: return f.template operator()<__nv_bfloat16>();
+    default: return f.template operator()<float>();
+  }
+}
+
+/// [B, H, T, D] values stored as [B, T, H, D].
+std::vector<double> heads_interleaved(const std::vector<double>& x, std::int64_t b_, std::int64_t h_,
+                                      std::int64_t t_, std::int64_t d_) {
+  std::vector<double> out(x.size());
+  for (std::int64_t b = 0; b < b_; ++b)
+    for (std::int64_t h = 0; h < h_; ++h)
+      for (std::int64_t t = 0; t < t_; ++t)
+        for (std::int64_t d = 0; d < d_; ++d)
+          out[((b * t_ + t) * h_ + h) * d_ + d] = x[((b * h_ + h) * t_ + t) * d_ + d];
+  return out;
+}
+
+}  // namespace
+
+std::string name_of(element type) {
+  return type == element::f16 ? "float16" : type == element::bf16 ? "bfloat16" : "float32";
+}
+
+std::vector<double> rounded(const std::vector<double>& values, element type) {
+  return dispatch(type, [&]<class T>() {
+    std::vector<double> out(values.size());
+    for (std::size_t i = 0; i < values.size(); ++i) out[i] = widen(narrow<T>(values[i]));
+    return out;
+  });
+}
+
+bool device_available(std::string& why) {
+  int count = 0;
+  const cudaError_t status = cudaGetDeviceCount(&count);
+  if (status != cudaSuccess) {
+    why = cudaGetErrorString(status);
+    return false;
+  }
+  if (count == 0) why = "no CUDA device";
+  return count > 0;
+}
+
+readout_run run_readout(const readout_case& c, element type) {
+  return dispatch(type, [&]<class T>() {
+    const std::int64_t tokens = c.layout.total_tokens(), image = c.layout.image_tokens();
+    const auto columns = static_cast<std::int64_t>(c.columns.size());
+    const auto q = upload<T>(heads_interleaved(c.q, c.batch, c.heads, tokens, c.head_dim));
+    const auto k = upload<T>(heads_interleaved(c.k, c.batch, c.heads, tokens, c.head_dim));
+    const auto lse = upload<float>(c.lse);
+    const auto relevance = upload<float>(c.relevance_in);
+    device_buffer<float> probabilities(c.batch * c.heads * image * columns);
+    const std::size_t bytes = star::cuda::relevance_workspace_bytes(c.batch, c.heads, image);
+    device_buffer<unsigned char> workspace(bytes);
+
+    const std::array<std::int64_t, 4> qk_extents{c.batch, c.heads, tokens, c.head_dim};
+    const std::array<std::int64_t, 4> qk_strides{tokens * c.heads * c.head_dim, c.head_dim,
+                                                 c.heads * c.head_dim, 1};
+    std::vector<float> weights(c.weights.begin(), c.weights.end());
+    const star::cuda::readout_inputs<T> in{
+        {q.data, qk_extents, qk_strides},
+        {k.data, qk_extents, qk_strides},
+        star::contiguous_view<const float, 3>(lse.data, {c.batch, c.heads, image}),
+        c.columns,
+        weights,
+        static_cast<float>(c.scale),
+        static_cast<float>(c.block_weight)};
+    readout_run run{};
+    run.status = star::cuda::accumulate_relevance(
+        in, c.layout, star::contiguous_view<float, 2>(relevance.data, {c.batch, image}),
+        star::contiguous_view<float, 4>(probabilities.data, {c.batch, c.heads, image, columns}),
+        workspace.data, bytes, nullptr);
+    if (run.status != cudaSuccess) return run;
+    run.status = cudaDeviceSynchronize();
+    if (run.status != cudaSuccess) return run;
+    run.relevance = download(relevance.data, c.batch * image);
+    run.probabilities = download(probabilities.data, c.batch * c.heads * image * columns);
+    return run;
+  });
+}
+
+allocation_run run_allocation(const allocation_case& c, element type) {
+  return dispatch(type, [&]<class T>() {
+    const auto relevance = upload<T>(c.relevance);
+    const auto given_lambda = upload<float>(c.lambda);
+    device_buffer<float> weights(c.rows * c.tokens), lambda(c.rows), entropy(c.rows);
+    device_buffer<std::int32_t> capped(c.rows);
+    const star::cuda::allocation_params params{static_cast<float>(c.tau),
+                                               c.lambda.empty() ? nullptr : given_lambda.data,
+                                               static_cast<float>(c.w_max)};
+    const star::cuda::allocation_outputs out{
+        star::contiguous_view<float, 2>(weights.data, {c.rows, c.tokens}), lambda.data,
+        entropy.data, capped.data};
+    allocation_run run{};
+    run.status = star::cuda::allocate_rows(
+        star::contiguous_view<const T, 2>(relevance.data, {c.rows, c.tokens}), params, out,
+        nullptr, star::cuda::allocation_workspace_bytes(c.rows, c.tokens), nullptr);
+    if (run.status != cudaSuccess) return run;
+    run.status = cudaDeviceSynchronize();
+    if (run.status != cudaSuccess) return run;
+    run.weights = download(weights.data, c.rows * c.tokens);
+    run.lambda = download(lambda.data, c.rows);
+    run.entropy = download(entropy.data, c.rows);
+    for (const double count : download(capped.data, c.rows)) run.capped.push_back(static_cast<int>(count));
+    return run;
+  });
+}
+
+objective_run run_token_objective(const objective_case& c, element type) {
+  return dispatch(type, [&]<class T>() {
+    const std::array<std::int64_t, 2> dims{c.rows, c.tokens};
+    const auto log_prob = upload<T>(c.log_prob), old_log_prob = upload<T>(c.old_log_prob);
+    const auto allocation = upload<T>(c.allocation), kl = upload<T>(c.kl);
+    const auto advantages = upload<float>(c.advantages);
+    const auto step_weights = upload<float>(c.step_weights);
+    const auto loss_grad = upload<float>({c.loss_grad});
+    device_buffer<star::cuda::token_objective_totals> totals(1);
+    device_buffer<float> d_log_prob(c.rows * c.tokens), d_kl(c.rows * c.tokens);
+    const std::size_t bytes = star::cuda::token_objective_workspace_bytes(c.rows);
+    device_buffer<unsigned char> workspace(bytes);
+    const bool has_kl = !c.kl.empty();
+    const star::cuda::token_objective_inputs<T> in{
+        star::contiguous_view<const T, 2>(log_prob.data, dims),
+        star::contiguous_view<const T, 2>(old_log_prob.data, dims),
+        star::contiguous_view<const T, 2>(allocation.data, dims),
+        advantages.data,
+        c.step_weights.empty() ? nullptr : step_weights.data,
+        star::contiguous_view<const T, 2>(has_kl ? kl.data : nullptr, dims)};
+    const star::cuda::token_objective_params params{static_cast<float>(c.clip_range),
+                                                    static_cast<float>(c.beta),
+                                                    c.kl_weighted_by_allocation};
+    objective_run run{};
+    run.status = star::cuda::token_objective_forward(in, params, totals.data, workspace.data,
+                                                     bytes, nullptr);
+    if (run.status != cudaSuccess) return run;
+    run.status = star::cuda::token_objective_backward(
+        in, params, loss_grad.data, star::contiguous_view<float, 2>(d_log_prob.data, dims),
+        star::contiguous_view<float, 2>(has_kl ? d_kl.data : nullptr, dims), nullptr);
+    if (run.status != cudaSuccess) return run;
+    run.status = cudaDeviceSynchronize();
+    if (run.status != cudaSuccess) return run;
+    star::cuda::token_objective_totals host{};
+    cudaMemcpy(&host, totals.data, sizeof host, cudaMemcpyDeviceToHost);
+    run.loss = host.loss;
+    run.policy_loss = host.policy_loss;
+    run.kl_loss = host.kl_loss;
+    run.clip_fraction = host.clip_fraction;
+    run.outside_clip_range_fraction = host.outside_clip_range_fraction;
+    run.approx_kl = host.approx_kl;
+    run.d_log_prob = download(d_log_prob.data, c.rows * c.tokens);
+    if (has_kl) run.d_kl = download(d_kl.data, c.rows * c.tokens);
+    return run;
+  });
+}
+
+}  // namespace star::test::cuda

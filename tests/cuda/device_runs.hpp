@@ -1,0 +1,85 @@
+#pragma once
+// Host-side entry points that run star's CUDA kernels on host data and copy the results back.
+// Compiled by nvcc (device_runs.cu); the checks that include the reference backend are
+// compiled by the host compiler (test_cuda_kernels.cpp), so nvcc never parses the generic
+// algorithms.
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "star/core/token_layout.hpp"
+
+namespace star::test::cuda {
+
+/// The element type the kernels read.
+enum class element { f32, f16, bf16 };
+
+/// Name of an element type, for messages.
+std::string name_of(element type);
+
+/// `values` rounded to `type` and widened back (the exact inputs a kernel of that type sees).
+std::vector<double> rounded(const std::vector<double>& values, element type);
+
+/// Whether a CUDA device is usable; otherwise `why` says what the runtime reported.
+bool device_available(std::string& why);
+
+/// One relevance read-out. `q`, `k` are [B, H, T, D] values; on the device they are stored as
+/// [B, T, H, D] (heads interleaved, as after a projection), so the kernel reads strided views.
+struct readout_case {
+  std::int64_t batch, heads, head_dim;
+  token_layout layout;
+  std::vector<double> q, k;         // [B, H, T, D]
+  std::vector<double> lse;          // [B, H, N]
+  std::vector<std::int64_t> columns;
+  std::vector<double> weights;
+  double scale, block_weight;
+  std::vector<double> relevance_in;  // [B, N] accumulated into
+};
+
+/// What a read-out returns: the launch status and, on success, R and the probabilities.
+struct readout_run {
+  int status;                          // cudaError_t
+  std::vector<double> relevance;       // [B, N]
+  std::vector<double> probabilities;   // [B, H, N, S]
+};
+
+readout_run run_readout(const readout_case& c, element type);
+
+/// One allocation launch over [B, N] relevance maps.
+struct allocation_case {
+  std::int64_t rows, tokens;
+  std::vector<double> relevance;  // [B, N]
+  double tau;
+  std::vector<double> lambda;     // [B], empty: entropy schedule
+  double w_max;                   // 0: off
+};
+
+struct allocation_run {
+  int status;
+  std::vector<double> weights, lambda, entropy;
+  std::vector<int> capped;
+};
+
+allocation_run run_allocation(const allocation_case& c, element type);
+
+/// One token-mode objective evaluation, forward and backward.
+struct objective_case {
+  std::int64_t rows, tokens;
+  std::vector<double> log_prob, old_log_prob, allocation;  // [R, N]
+  std::vector<double> advantages, step_weights;            // [R]; step_weights empty: 1
+  std::vector<double> kl;                                  // [R, N]; empty: none
+  double clip_range, beta;
+  bool kl_weighted_by_allocation;
+  double loss_grad;
+};
+
+struct objective_run {
+  int status;
+  double loss, policy_loss, kl_loss, clip_fraction, outside_clip_range_fraction, approx_kl;
+  std::vector<double> d_log_prob, d_kl;
+};
+
+objective_run run_token_objective(const objective_case& c, element type);
+
+}  // namespace star::test::cuda
