@@ -3,7 +3,8 @@
 #   installed     find_package(star) with CMAKE_PREFIX_PATH = the prefix
 #   build-tree    find_package(star) with star_DIR = STAR_BINARY_DIR
 #   subdirectory  add_subdirectory(STAR_SOURCE_DIR)
-# and checks that requesting the missing component `torch` fails to configure, naming it.
+# and checks that requesting a component the package lacks (`nonexistent`) fails to configure,
+# naming it.
 # WORK_DIR is removed at the end, whatever the outcome.
 #
 # Inputs (-D): STAR_SOURCE_DIR, STAR_BINARY_DIR, WORK_DIR, GENERATOR, CXX_COMPILER, CONFIG.
@@ -90,15 +91,16 @@ consume(installed "${installed_star_dir}" "${components}" "-DCMAKE_PREFIX_PATH=$
 consume(build-tree "${STAR_BINARY_DIR}" "${components}" "-Dstar_DIR=${STAR_BINARY_DIR}")
 consume(subdirectory "" "" "-DSTAR_CONSUMER_SOURCE_DIR=${STAR_SOURCE_DIR}")
 
-configure_consumer(result missing-component "${components};torch" "-DCMAKE_PREFIX_PATH=${prefix}")
+configure_consumer(result missing-component "${components};nonexistent"
+                   "-DCMAKE_PREFIX_PATH=${prefix}")
 list(POP_FRONT result status)
 if(status EQUAL 0)
-  fail("find_package(star COMPONENTS torch) succeeded; it must fail" "${result}")
+  fail("find_package(star COMPONENTS nonexistent) succeeded; it must fail" "${result}")
 endif()
 string(REGEX REPLACE "[ \t\r\n]+" " " message_text "${result}")
-if(NOT message_text MATCHES "star component 'torch' was requested")
-  fail("find_package(star COMPONENTS torch) failed without naming the component" "${result}")
+if(NOT message_text MATCHES "star component 'nonexistent' was requested")
+  fail("find_package(star COMPONENTS nonexistent) failed without naming the component" "${result}")
 endif()
-message(STATUS "missing-component: configure fails naming 'torch': ok")
+message(STATUS "missing-component: configure fails naming 'nonexistent': ok")
 
 file(REMOVE_RECURSE "${WORK_DIR}")

@@ -1,0 +1,242 @@
+#pragma once
+/// @file
+/// @brief Cheap attention read-out on LibTorch (star-method.md §3): the joint attention of a
+/// block together with the natural-log row log-sum-exp, from a fused kernel where the LibTorch
+/// version has one, and the selected image-text probabilities formed from that LSE only for
+/// the selected text columns.
+///
+/// Which kernel gives the LSE (`attention_lse_source`):
+/// - LibTorch >= 2.3 on the CPU: `at::_scaled_dot_product_flash_attention_for_cpu`, whose
+///   `logsumexp` is `[B, H, T]` in natural log.
+/// - LibTorch >= 2.1 on CUDA: `at::_scaled_dot_product_efficient_attention` with
+///   `compute_log_sumexp = true`, whose `log_sumexp` is `[B, H, T']` with `T'` padded up to a
+///   multiple of 32, natural log; the padding is sliced off.
+/// - Otherwise (LibTorch 1.x, a dtype or alignment the fused kernel rejects): an online
+///   softmax over key chunks, the same max / shifted-sum merge as `star::image_row_lse`
+///   extended to the output, in at least float32; memory `O(T * key_chunk)`.
+/// Kernels that keep the LSE in base 2 (FlashAttention's `log2`-scaled scores) are not used
+/// here; a caller bringing such an LSE converts it with `lse_from_log2`.
+///
+/// The LSE carries no gradient (the fused kernels do not differentiate it): the maps are
+/// allocation weights, used as constants of the policy objective.
+
+#include <ATen/ATen.h>
+#include <ATen/core/grad_mode.h>
+#include <torch/version.h>
+
+#include <cmath>
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <string>
+#include <tuple>
+
+#include "star/attention/probabilities.hpp"
+#include "star/attention/relevance.hpp"
+#include "star/attention/text_selection.hpp"
+#include "star/core/error.hpp"
+#include "star/core/shape.hpp"
+#include "star/core/token_layout.hpp"
+#include "star/torch/backend.hpp"
+#include "star/torch/error_guard.hpp"
+
+/// @brief Whether the LibTorch headers are at least version `major.minor`.
+#define STAR_TORCH_VERSION_AT_LEAST(major, minor) \
+  (TORCH_VERSION_MAJOR > (major) ||               \
+   (TORCH_VERSION_MAJOR == (major) && TORCH_VERSION_MINOR >= (minor)))
+
+namespace star::libtorch {
+
+/// @brief Where the LSE of `attention_with_lse` came from.
+enum class attention_lse_source {
+  fused_cpu_flash,       ///< `_scaled_dot_product_flash_attention_for_cpu` (LibTorch >= 2.3)
+  fused_cuda_efficient,  ///< `_scaled_dot_product_efficient_attention` (LibTorch >= 2.1)
+  chunked,               ///< star's online softmax over key chunks
+};
+
+/// @brief The attention output and the row log-sum-exp of every query.
+struct attention_with_lse_result {
+  at::Tensor output;  ///< [B, H, T, Dv] `softmax(s q k^T) v`, in q's dtype
+  at::Tensor lse;     ///< [B, H, T] `log sum_m exp(s q_t . k_m)`, natural log, float32 or wider
+  attention_lse_source source = attention_lse_source::chunked;  ///< which kernel ran
+};
+
+/// @brief Converts a base-2 log-sum-exp (`log2 sum exp2(...)`, as kept by kernels that scale
+/// scores by `log2(e)`) to the natural log star uses: `lse * ln 2`.
+/// @param lse_log2  [any] base-2 log-sum-exp
+inline at::Tensor lse_from_log2(const at::Tensor& lse_log2) {
+  return guarded("lse_from_log2", [&] { return lse_log2 * std::log(2.0); });  // lse's shape
+}
+
+namespace attention_lse_detail {
+
+/// @brief Checks q, k [B, H, T, D], v [B, H, T, Dv] on one device and the scale; returns D.
+inline std::int64_t check_qkv(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                              std::optional<double> scale) {
+  for (const auto& [arg, t] : {std::pair{"q", &q}, std::pair{"k", &k}, std::pair{"v", &v}})
+    if (!t->defined()) throw value_error(std::string(arg) + ": the tensor is undefined");
+  const shape q_shape(q.sizes().begin(), q.sizes().end());
+  require_rank("q", q_shape, 4, "[B, H, T, D]");
+  require_shape("k", shape(k.sizes().begin(), k.sizes().end()), q_shape,
+                "[B, H, T, D] (the shape of q)");
+  const shape v_shape(v.sizes().begin(), v.sizes().end());
+  require_rank("v", v_shape, 4, "[B, H, T, Dv]");
+  if (v_shape[0] != q_shape[0] || v_shape[1] != q_shape[1] || v_shape[2] != q_shape[2])
+    throw shape_error("v: expected shape [B, H, T, Dv] with B, H, T of q " + to_string(q_shape) +
+                      ", got " + to_string(v_shape));
+  if (k.device() != q.device() || v.device() != q.device())
+    throw value_error("k, v: expected tensors on q's device " + q.device().str() + ", got " +
+                      k.device().str() + " and " + v.device().str());
+  if (scale && !(std::isfinite(*scale) && *scale > 0.0))
+    throw option_error("scale: expected a finite value > 0, got " + std::to_string(*scale));
+  return q_shape[3];
+}
+
+/// @brief The online softmax over key chunks: output and natural-log LSE, accumulated in
+/// float32 (float64 for float64 inputs).
+inline attention_with_lse_result chunked_attention(const at::Tensor& q, const at::Tensor& k,
+                                                   const at::Tensor& v, double scale,
+                                                   std::int64_t key_chunk) {
+  const auto accumulate = q.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
+  const auto queries = q.to(accumulate);  // [B, H, T, D]
+  const auto keys = k.to(accumulate);     // [B, H, T, D]
+  const auto values = v.to(accumulate);   // [B, H, T, Dv]
+  const std::int64_t tokens = q.size(2);
+  at::Tensor running_max, running_sum, running_output;  // [B, H, T, 1], same, [B, H, T, Dv]
+  for (std::int64_t begin = 0; begin < tokens; begin += key_chunk) {
+    const std::int64_t end = std::min(begin + key_chunk, tokens);
+    const auto scores = at::matmul(queries, keys.slice(2, begin, end).transpose(2, 3)) *
+                        scale;                              // [B, H, T, chunk]
+    const auto max = std::get<0>(scores.max(-1, true));     // [B, H, T, 1]
+    const auto weights = at::exp(scores - max);             // [B, H, T, chunk]
+    const auto sum = weights.sum(-1, true);                 // [B, H, T, 1]
+    const auto output = at::matmul(weights, values.slice(2, begin, end));  // [B, H, T, Dv]
+    if (begin == 0) {
+      running_max = max, running_sum = sum, running_output = output;
+      continue;
+    }
+    const auto merged_max = at::maximum(running_max, max);  // [B, H, T, 1]
+    const auto keep = at::exp(running_max - merged_max);    // [B, H, T, 1]
+    const auto add = at::exp(max - merged_max);             // [B, H, T, 1]
+    running_sum = running_sum * keep + sum * add;           // [B, H, T, 1]
+    running_output = running_output * keep + output * add;  // [B, H, T, Dv]
+    running_max = merged_max;
+  }
+  return {(running_output / running_sum).to(q.scalar_type()),   // [B, H, T, Dv]
+          (at::log(running_sum) + running_max).squeeze(-1),      // [B, H, T]
+          attention_lse_source::chunked};
+}
+
+/// @brief The fused kernel's output and LSE where this LibTorch has one for q's device and
+/// dtype; `std::nullopt` otherwise (or when the kernel rejects the inputs).
+inline std::optional<attention_with_lse_result> fused_attention(
+    [[maybe_unused]] const at::Tensor& q, [[maybe_unused]] const at::Tensor& k,
+    [[maybe_unused]] const at::Tensor& v, [[maybe_unused]] double scale) {
+#if STAR_TORCH_VERSION_AT_LEAST(2, 3)
+  if (q.device().is_cpu() && (q.scalar_type() == at::kFloat || q.scalar_type() == at::kDouble ||
+                              q.scalar_type() == at::kBFloat16)) {
+    try {
+      auto [output, lse] = at::_scaled_dot_product_flash_attention_for_cpu(
+          q, k, v, /*dropout_p=*/0.0, /*is_causal=*/false, /*attn_mask=*/c10::nullopt,
+          /*scale=*/scale);  // [B, H, T, Dv], [B, H, T]
+      return attention_with_lse_result{output, lse, attention_lse_source::fused_cpu_flash};
+    } catch (const c10::Error&) {
+      return std::nullopt;
+    }
+  }
+#endif
+#if STAR_TORCH_VERSION_AT_LEAST(2, 1)
+  if (q.device().is_cuda() && (q.scalar_type() == at::kFloat || q.scalar_type() == at::kHalf ||
+                               q.scalar_type() == at::kBFloat16)) {
+    try {
+      auto [output, lse, seed, offset] = at::_scaled_dot_product_efficient_attention(
+          q, k, v, /*attn_bias=*/c10::nullopt, /*compute_log_sumexp=*/true, /*dropout_p=*/0.0,
+          /*is_causal=*/false, /*scale=*/scale);  // [B, H, T, Dv], [B, H, T'] (T' >= T)
+      return attention_with_lse_result{output, lse.slice(2, 0, q.size(2)),
+                                       attention_lse_source::fused_cuda_efficient};
+    } catch (const c10::Error&) {
+      return std::nullopt;
+    }
+  }
+#endif
+  return std::nullopt;
+}
+
+/// @brief The image rows of a [B, H, T] LSE, checked against q and the layout: [B, H, N].
+inline at::Tensor image_lse(const at::Tensor& q, const at::Tensor& lse,
+                            const token_layout& layout) {
+  if (!q.defined() || !lse.defined()) throw value_error("q, lse: a tensor is undefined");
+  require_rank("q", shape(q.sizes().begin(), q.sizes().end()), 4, "[B, H, T, D]");
+  require_shape("lse", shape(lse.sizes().begin(), lse.sizes().end()),
+                {q.size(0), q.size(1), q.size(2)}, "[B, H, T] (B, H, T of q)");
+  return lse.slice(2, layout.image_begin(), layout.image_begin() + layout.image_tokens());
+}
+
+}  // namespace attention_lse_detail
+
+/// @brief Joint attention `softmax(s q k^T) v` and the natural-log LSE of every row, from a
+/// fused kernel where available (see the file notes), else chunked. Not causal, no dropout.
+/// Throws `shape_error` / `value_error` / `option_error` naming the argument.
+/// @param q          [B, H, T, D] queries (any floating dtype)
+/// @param k          [B, H, T, D] keys, on q's device
+/// @param v          [B, H, T, Dv] values, on q's device
+/// @param scale      logit scale `s`; unset: `1 / sqrt(D)`
+/// @param key_chunk  keys per chunk of the fallback, >= 1
+inline attention_with_lse_result attention_with_lse(const at::Tensor& q, const at::Tensor& k,
+                                                    const at::Tensor& v,
+                                                    std::optional<double> scale = std::nullopt,
+                                                    std::int64_t key_chunk = 256) {
+  const std::int64_t head_dim = attention_lse_detail::check_qkv(q, k, v, scale);
+  if (key_chunk < 1)
+    throw option_error("key_chunk: expected >= 1, got " + std::to_string(key_chunk));
+  const double s = scale ? *scale : 1.0 / std::sqrt(static_cast<double>(head_dim));
+  if (auto fused = attention_lse_detail::fused_attention(q, k, v, s)) return *std::move(fused);
+  return guarded("attention_with_lse", [&] {
+    return attention_lse_detail::chunked_attention(q, k, v, s, key_chunk);
+  });
+}
+
+/// @brief The image-to-text probabilities of the selected text columns from q, k and the LSE
+/// of `attention_with_lse` (its image rows): `star::attention_probabilities` with a given
+/// LSE on the backend `be`; q, k, lse enter through `be.to_compute_dtype`.
+/// @param be       the backend (device and compute dtype)
+/// @param q        [B, H, T, D] post-QK-norm queries, on `be.device()`, any floating dtype
+/// @param k        [B, H, T, D] post-QK-norm keys
+/// @param layout   where the image and text tokens sit in `T`
+/// @param columns  [S] text-block indices `j`
+/// @param lse      [B, H, T] natural-log LSE of every row (`attention_with_lse(...).lse`)
+/// @param options  the logit scale (the one the LSE was computed with); image_to_text only
+/// @return         [B, H, N, S] in `be.dtype()`, no gradient
+inline at::Tensor selected_attention_probabilities(const backend& be, const at::Tensor& q,
+                                                   const at::Tensor& k, const token_layout& layout,
+                                                   std::span<const std::int64_t> columns,
+                                                   const at::Tensor& lse,
+                                                   const attention_options& options = {}) {
+  at::NoGradGuard no_grad;
+  const auto image_lse = attention_lse_detail::image_lse(q, lse, layout);  // [B, H, N]
+  return attention_probabilities(be, be.to_compute_dtype(q, "q"), be.to_compute_dtype(k, "k"),
+                                 layout, columns, be.to_compute_dtype(image_lse, "lse"),
+                                 options);  // [B, H, N, S]
+}
+
+/// @brief The relevance map of one block from q, k and the LSE of `attention_with_lse`:
+/// `star::block_relevance` with a given LSE (selected columns only).
+/// @param be         the backend (device and compute dtype)
+/// @param q          [B, H, T, D] post-QK-norm queries, on `be.device()`, any floating dtype
+/// @param k          [B, H, T, D] post-QK-norm keys
+/// @param layout     where the image and text tokens sit in `T`
+/// @param selection  the text columns and their weights
+/// @param lse        [B, H, T] natural-log LSE of every row
+/// @param options    the logit scale (the one the LSE was computed with); image_to_text only
+/// @return           [B, N] in `be.dtype()`, no gradient
+inline at::Tensor selected_block_relevance(const backend& be, const at::Tensor& q,
+                                           const at::Tensor& k, const token_layout& layout,
+                                           const text_selection& selection, const at::Tensor& lse,
+                                           const attention_options& options = {}) {
+  at::NoGradGuard no_grad;
+  const auto image_lse = attention_lse_detail::image_lse(q, lse, layout);  // [B, H, N]
+  return block_relevance(be, be.to_compute_dtype(q, "q"), be.to_compute_dtype(k, "k"), layout,
+                         selection, be.to_compute_dtype(image_lse, "lse"), options);  // [B, N]
+}
+
+}  // namespace star::libtorch

@@ -1,0 +1,320 @@
+#pragma once
+/// @file
+/// @brief LibTorch entry points of the fused CUDA kernels (include/star/cuda/): the relevance
+/// read-out and the allocation (no gradient), and the token-mode objective as an autograd
+/// function whose backward is the fused gradient kernel. Tensors must be on one CUDA device;
+/// launches go to the current CUDA stream; workspace comes from the caching allocator.
+/// Compiled by the host compiler (C++20; LibTorch headers are not parsed by nvcc): the
+/// kernels are linked from one nvcc-compiled file of the program that includes
+/// star/cuda/instantiate.cuh. Provided only where LibTorch's CUDA headers and the CUDA
+/// runtime headers are both reachable (a LibTorch with CUDA); elsewhere this header is empty.
+
+#include <ATen/ATen.h>
+#include <torch/autograd.h>
+
+#if __has_include(<c10/cuda/impl/cuda_cmake_macros.h>) && __has_include(<cuda_runtime.h>)
+#include <c10/cuda/CUDAStream.h>
+
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "star/core/error.hpp"
+#include "star/core/token_layout.hpp"
+#include "star/cuda/api.cuh"
+#include "star/torch/tensor_views.hpp"
+
+namespace star::libtorch {
+
+namespace cuda_detail {
+
+/// @brief Throws `star::error` naming `what` unless `status` is `cudaSuccess`.
+inline void check(cudaError_t status, const std::string& what) {
+  if (status != cudaSuccess)
+    throw error(what + ": " + cudaGetErrorName(status) + " (" + cudaGetErrorString(status) +
+                "; cudaErrorInvalidValue means inconsistent shapes or options)");
+}
+
+/// @brief The kernel element type of an ATen element type.
+template <class A>
+using kernel_element = std::conditional_t<
+    std::is_same_v<A, at::Half>, __half,
+    std::conditional_t<std::is_same_v<A, at::BFloat16>, __nv_bfloat16, float>>;
+
+/// @brief A view of `t` (dtype `A`, on `device`) with the kernel's element type.
+template <class A, std::size_t Rank>
+strided_view<const kernel_element<A>, Rank> kernel_view(const at::Tensor& t, std::string_view arg,
+                                                        at::Device device) {
+  const auto view = view_of<const A, Rank>(t, arg, device);
+  return {reinterpret_cast<const kernel_element<A>*>(view.data), view.extents, view.strides};
+}
+
+/// @brief Calls `f.template operator()<A>()` for the ATen element type of `dtype`
+/// (float32, float16, bfloat16); throws `value_error` naming `arg` otherwise.
+template <class F>
+auto dispatch(at::ScalarType dtype, std::string_view arg, F&& f) {
+  switch (dtype) {
+    case at::kFloat: return f.template operator()<float>();
+    case at::kHalf: return f.template operator()<at::Half>();
+    case at::kBFloat16: return f.template operator()<at::BFloat16>();
+    default:
+      throw value_error(std::string(arg) + ": expected float32, float16 or bfloat16, got " +
+                        c10::toString(dtype));
+  }
+}
+
+/// @brief Throws `value_error` naming `arg` unless `t` is a CUDA tensor.
+inline at::Device require_cuda(const at::Tensor& t, std::string_view arg) {
+  if (!t.defined() || !t.is_cuda())
+    throw value_error(std::string(arg) + ": expected a defined CUDA tensor");
+  return t.device();
+}
+
+/// @brief The current CUDA stream of `device`, where every launch goes.
+inline cudaStream_t current_stream(at::Device device) {
+  return c10::cuda::getCurrentCUDAStream(device.index()).stream();
+}
+
+/// @brief Caller-owned workspace for a launcher: `bytes` from the caching allocator.
+inline at::Tensor workspace(std::size_t bytes, at::Device device) {
+  return at::empty({static_cast<std::int64_t>(bytes > 0 ? bytes : 1)},
+                   at::TensorOptions().dtype(at::kByte).device(device));  // [bytes]
+}
+
+}  // namespace cuda_detail
+
+/// @brief What `accumulate_relevance_cuda` returns.
+struct cuda_readout_result {
+  at::Tensor relevance;      ///< [B, N] float32, the accumulated maps
+  at::Tensor probabilities;  ///< [B, H, N, S] float32 when requested, else undefined
+};
+
+/// @brief Adds one block's relevance map `block_weight * sum_j w_j mean_h P[b,h,n,j]` to
+/// `relevance` with the fused read-out kernel (no gradient).
+/// @param q          [B, H, T, D] CUDA, float32 / float16 / bfloat16, any strides
+/// @param k          [B, H, T, D] like `q`
+/// @param lse        [B, H, N] row log-sum-exp over all keys (converted to float32)
+/// @param layout     where the image and text tokens sit in `T`
+/// @param columns    [S] text-block indices `j`
+/// @param weights    [S] `w_j`
+/// @param scale      logit scale `s` (`1 / sqrt(D)` for SD3)
+/// @param block_weight factor of this block's map (e.g. `1 / |Λ|`)
+/// @param relevance  [B, N] float32 CUDA accumulator; undefined: starts from zeros
+/// @param with_probabilities also return the probabilities
+inline cuda_readout_result accumulate_relevance_cuda(
+    const at::Tensor& q, const at::Tensor& k, const at::Tensor& lse, const token_layout& layout,
+    std::span<const std::int64_t> columns, std::span<const double> weights, double scale,
+    double block_weight = 1.0, at::Tensor relevance = {}, bool with_probabilities = false) {
+  const at::Device device = cuda_detail::require_cuda(q, "q");
+  if (q.dim() != 4) throw shape_error("q: expected [B, H, T, D], got rank " + std::to_string(q.dim()));
+  const std::int64_t batch = q.size(0), heads = q.size(1), image = layout.image_tokens();
+  const auto options = at::TensorOptions().dtype(at::kFloat).device(device);
+  if (!relevance.defined()) relevance = at::zeros({batch, image}, options);  // [B, N]
+  const at::Tensor lse_float = lse.to(at::kFloat);                           // [B, H, N]
+  const at::Tensor probabilities =
+      with_probabilities
+          ? at::empty({batch, heads, image, static_cast<std::int64_t>(columns.size())}, options)
+          : at::Tensor();  // [B, H, N, S]
+  const std::size_t bytes = star::cuda::relevance_workspace_bytes(batch, heads, image);
+  const at::Tensor scratch = cuda_detail::workspace(bytes, device);  // [bytes]
+  const std::vector<float> float_weights(weights.begin(), weights.end());
+  cuda_detail::dispatch(q.scalar_type(), "q", [&]<class A>() {
+    const star::cuda::readout_inputs<cuda_detail::kernel_element<A>> in{
+        cuda_detail::kernel_view<A, 4>(q, "q", device),
+        cuda_detail::kernel_view<A, 4>(k, "k", device),
+        view_of<const float, 3>(lse_float, "lse", device),
+        columns,
+        float_weights,
+        static_cast<float>(scale),
+        static_cast<float>(block_weight)};
+    cuda_detail::check(
+        star::cuda::accumulate_relevance(
+            in, layout, view_of<float, 2>(relevance, "relevance", device),
+            probabilities.defined() ? view_of<float, 4>(probabilities, "probabilities", device)
+                                    : strided_view<float, 4>{},
+            scratch.data_ptr(), bytes, cuda_detail::current_stream(device)),
+        "accumulate_relevance_cuda");
+  });
+  return {relevance, probabilities};
+}
+
+/// @brief What `allocate_cuda` returns (all on the device, nothing read back).
+struct cuda_allocation_result {
+  at::Tensor weights;  ///< [B, N] float32 `W`, mean 1 per row
+  at::Tensor lambda;   ///< [B] float32
+  at::Tensor entropy;  ///< [B] float32 `H(m)`, nats
+  at::Tensor capped;   ///< [B] int32 entries held at `w_max`; -1: a negative / non-finite row
+};
+
+/// @brief Allocation weights of each row with the fused kernel, as `star::allocate` defines
+/// them (no gradient).
+/// @param relevance [B, N] CUDA float32 / float16 / bfloat16, N <= 4096
+/// @param tau       sharpening temperature, > 0
+/// @param lambda    [B] per-row `lambda` (any float dtype); unset: the entropy schedule
+/// @param w_max     the cap, >= 1; unset: off
+inline cuda_allocation_result allocate_cuda(const at::Tensor& relevance, double tau = 1.0,
+                                            const std::optional<at::Tensor>& lambda = std::nullopt,
+                                            std::optional<double> w_max = std::nullopt) {
+  const at::Device device = cuda_detail::require_cuda(relevance, "relevance");
+  if (relevance.dim() != 2)
+    throw shape_error("relevance: expected [B, N], got rank " + std::to_string(relevance.dim()));
+  const std::int64_t rows = relevance.size(0);
+  const auto options = at::TensorOptions().dtype(at::kFloat).device(device);
+  cuda_allocation_result result{at::empty(relevance.sizes(), options),   // [B, N]
+                                at::empty({rows}, options),              // [B]
+                                at::empty({rows}, options),              // [B]
+                                at::empty({rows}, options.dtype(at::kInt))};  // [B]
+  const at::Tensor given = lambda ? lambda->to(options).contiguous() : at::Tensor();  // [B]
+  if (given.defined() && (given.dim() != 1 || given.size(0) != rows))
+    throw shape_error("lambda: expected [B] = [" + std::to_string(rows) + "]");
+  cuda_detail::dispatch(relevance.scalar_type(), "relevance", [&]<class A>() {
+    const star::cuda::allocation_params params{
+        static_cast<float>(tau), given.defined() ? given.data_ptr<float>() : nullptr,
+        static_cast<float>(w_max.value_or(0.0))};
+    const star::cuda::allocation_outputs out{view_of<float, 2>(result.weights, "weights", device),
+                                             result.lambda.data_ptr<float>(),
+                                             result.entropy.data_ptr<float>(),
+                                             result.capped.data_ptr<std::int32_t>()};
+    cuda_detail::check(star::cuda::allocate_rows(
+                           cuda_detail::kernel_view<A, 2>(relevance, "relevance", device), params,
+                           out, nullptr, 0, cuda_detail::current_stream(device)),
+                       "allocate_cuda");
+  });
+  return result;
+}
+
+/// @brief Options of `token_objective_cuda` (those of `policy_objective_options` that token
+/// mode reads).
+struct cuda_token_objective_options {
+  double token_clip_range = 2e-3;  ///< `eps_tok`, in (0, 1)
+  double beta = 0.0;               ///< KL weight, >= 0
+  bool kl_weighted_by_allocation = false;  ///< `mean W kl` instead of `mean kl`
+};
+
+/// @brief The token-mode objective as a `torch::autograd::Function`: forward is the fused
+/// objective kernel, backward the fused gradient kernel (w.r.t. `log_prob` and `kl`).
+/// Outputs: the loss `[]` and the metrics `[5]` (policy_loss, kl_loss, clip_fraction,
+/// outside_clip_range_fraction, approx_kl), float32.
+class token_objective_function : public torch::autograd::Function<token_objective_function> {
+ public:
+  /// @brief Inputs as `token_objective_cuda` documents them.
+  static torch::autograd::variable_list forward(
+      torch::autograd::AutogradContext* ctx, const at::Tensor& log_prob,
+      const at::Tensor& old_log_prob, const at::Tensor& allocation, const at::Tensor& advantages,
+      const at::Tensor& step_weights, const at::Tensor& kl, double clip_range, double beta,
+      bool kl_weighted_by_allocation) {
+    const auto prepared = prepare(log_prob, old_log_prob, allocation, advantages, step_weights, kl);
+    ctx->save_for_backward(prepared);
+    ctx->saved_data["clip_range"] = clip_range;
+    ctx->saved_data["beta"] = beta;
+    ctx->saved_data["kl_weighted_by_allocation"] = kl_weighted_by_allocation;
+    const at::Device device = log_prob.device();
+    const at::Tensor totals =
+        at::empty({6}, at::TensorOptions().dtype(at::kFloat).device(device));  // [6]
+    const std::size_t bytes = star::cuda::token_objective_workspace_bytes(log_prob.size(0));
+    const at::Tensor scratch = cuda_detail::workspace(bytes, device);  // [bytes]
+    launch(prepared, {static_cast<float>(clip_range), static_cast<float>(beta),
+                      kl_weighted_by_allocation},
+           [&](const auto& in, const auto& params) {
+             return star::cuda::token_objective_forward(
+                 in, params, reinterpret_cast<star::cuda::token_objective_totals*>(totals.data_ptr<float>()),
+                 scratch.data_ptr(), bytes, cuda_detail::current_stream(device));
+           });
+    ctx->mark_non_differentiable({totals.slice(0, 1, 6)});
+    return {totals.select(0, 0), totals.slice(0, 1, 6)};  // [], [5]
+  }
+
+  /// @brief `d loss / d log_prob` and `d loss / d kl` from the fused gradient kernel.
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grad_outputs) {
+    const auto saved = ctx->get_saved_variables();
+    const at::Tensor& log_prob = saved[0];
+    const bool has_kl = saved[5].defined();
+    const auto options = at::TensorOptions().dtype(at::kFloat).device(log_prob.device());
+    const at::Tensor upstream = grad_outputs[0].defined()
+                                    ? grad_outputs[0].to(options).contiguous()
+                                    : at::ones({}, options);          // []
+    const at::Tensor d_log_prob = at::empty(log_prob.sizes(), options);  // [R, N]
+    const at::Tensor d_kl = has_kl ? at::empty(log_prob.sizes(), options) : at::Tensor();  // [R, N]
+    const at::Device device = log_prob.device();
+    launch(saved,
+           {static_cast<float>(ctx->saved_data["clip_range"].toDouble()),
+            static_cast<float>(ctx->saved_data["beta"].toDouble()),
+            ctx->saved_data["kl_weighted_by_allocation"].toBool()},
+           [&](const auto& in, const auto& params) {
+             return star::cuda::token_objective_backward(
+                 in, params, upstream.data_ptr<float>(),
+                 view_of<float, 2>(d_log_prob, "d_log_prob", device),
+                 has_kl ? view_of<float, 2>(d_kl, "d_kl", device) : strided_view<float, 2>{},
+                 cuda_detail::current_stream(device));
+           });
+    return {d_log_prob.to(log_prob.scalar_type()), at::Tensor(), at::Tensor(), at::Tensor(),
+            at::Tensor(), has_kl ? d_kl.to(saved[5].scalar_type()) : at::Tensor(),
+            at::Tensor(), at::Tensor(), at::Tensor()};
+  }
+
+ private:
+  /// @brief The inputs checked and converted for the kernels: `[R, N]` tensors in the dtype
+  /// of `log_prob`, `[R]` tensors contiguous float32, `step_weights` and `kl` possibly undefined.
+  static std::vector<at::Tensor> prepare(const at::Tensor& log_prob, const at::Tensor& old_log_prob,
+                                         const at::Tensor& allocation, const at::Tensor& advantages,
+                                         const at::Tensor& step_weights, const at::Tensor& kl) {
+    cuda_detail::require_cuda(log_prob, "log_prob");
+    if (log_prob.dim() != 2)
+      throw shape_error("log_prob: expected [R, N], got rank " + std::to_string(log_prob.dim()));
+    const auto dtype = log_prob.scalar_type();
+    const auto rows = at::TensorOptions().dtype(at::kFloat).device(log_prob.device());
+    const auto require_rows = [&](const at::Tensor& t, const char* arg) {
+      if (t.dim() != 1 || t.size(0) != log_prob.size(0))
+        throw shape_error(std::string(arg) + ": expected [R] = [" +
+                          std::to_string(log_prob.size(0)) + "]");
+      return t.to(rows).contiguous();  // [R]
+    };
+    return {log_prob.detach(), old_log_prob.detach().to(dtype), allocation.detach().to(dtype),
+            require_rows(advantages.detach(), "advantages"),
+            step_weights.defined() ? require_rows(step_weights.detach(), "step_weights") : at::Tensor(),
+            kl.defined() ? kl.detach().to(dtype) : at::Tensor()};
+  }
+
+  /// @brief Builds the kernel inputs from `prepare`d tensors and calls `launch(in, params)`.
+  template <class Launch>
+  static void launch(const std::vector<at::Tensor>& t, const star::cuda::token_objective_params& params,
+                     Launch&& launch_kernels) {
+    const at::Device device = t[0].device();
+    cuda_detail::dispatch(t[0].scalar_type(), "log_prob", [&]<class A>() {
+      using K = cuda_detail::kernel_element<A>;
+      const star::cuda::token_objective_inputs<K> in{
+          cuda_detail::kernel_view<A, 2>(t[0], "log_prob", device),
+          cuda_detail::kernel_view<A, 2>(t[1], "old_log_prob", device),
+          cuda_detail::kernel_view<A, 2>(t[2], "allocation", device),
+          t[3].data_ptr<float>(),
+          t[4].defined() ? t[4].data_ptr<float>() : nullptr,
+          t[5].defined() ? cuda_detail::kernel_view<A, 2>(t[5], "kl", device)
+                         : strided_view<const K, 2>{}};
+      cuda_detail::check(launch_kernels(in, params), "token_objective_cuda");
+    });
+  }
+};
+
+/// @brief The token-mode objective and its metrics, differentiable w.r.t. `log_prob` and
+/// `kl` through the fused kernels: `(loss [], metrics [5])`, see `token_objective_function`.
+/// @param log_prob     [R, N] CUDA `ell`, float32 / float16 / bfloat16
+/// @param old_log_prob [R, N] `ell_old`
+/// @param allocation   [R, N] `W`
+/// @param advantages   [R] `A`
+/// @param step_weights [R] `gamma`; undefined: 1
+/// @param kl           [R, N] per-token KL; undefined: none (then `beta` must be 0)
+inline torch::autograd::variable_list token_objective_cuda(
+    const at::Tensor& log_prob, const at::Tensor& old_log_prob, const at::Tensor& allocation,
+    const at::Tensor& advantages, const at::Tensor& step_weights = {}, const at::Tensor& kl = {},
+    const cuda_token_objective_options& options = {}) {
+  return token_objective_function::apply(log_prob, old_log_prob, allocation, advantages,
+                                         step_weights, kl, options.token_clip_range, options.beta,
+                                         options.kl_weighted_by_allocation);
+}
+
+}  // namespace star::libtorch
+
+#endif  // LibTorch with CUDA
