@@ -57,8 +57,11 @@ class allgather_channel {
     };
   }
 
+  /// @brief This process's rank in the group.
   int rank() const { return rank_; }
+  /// @brief The number of ranks in the group.
   int size() const { return size_; }
+  /// @brief How long each collective may wait before it fails.
   std::chrono::milliseconds timeout() const { return timeout_; }
 
   /// @brief Every rank's `local` in rank order: each is padded to the longest, all-gathered,

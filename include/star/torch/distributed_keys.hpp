@@ -28,12 +28,14 @@ struct key_codec;
 /// @brief Integral ids travel as int64 (an unsigned 64-bit id round-trips by two's complement).
 template <std::integral Key>
 struct key_codec<Key> {
+  /// @brief One int64 code per key, no payload.
   static encoded_keys encode(std::span<const Key> keys) {
     encoded_keys out;
     out.codes.reserve(keys.size());
     for (const Key key : keys) out.codes.push_back(static_cast<std::int64_t>(key));
     return out;
   }
+  /// @brief The keys back from their codes.
   static std::vector<Key> decode(std::span<const std::int64_t> codes,
                                  std::span<const std::uint8_t> /*bytes*/) {
     std::vector<Key> keys;
@@ -46,6 +48,7 @@ struct key_codec<Key> {
 /// @brief Strings travel as their lengths and their concatenated bytes.
 template <>
 struct key_codec<std::string> {
+  /// @brief Each key's byte length as its code, the bytes concatenated as the payload.
   static encoded_keys encode(std::span<const std::string> keys) {
     encoded_keys out;
     out.codes.reserve(keys.size());
@@ -55,6 +58,7 @@ struct key_codec<std::string> {
     }
     return out;
   }
+  /// @brief The strings back from their lengths and the payload.
   /// @throws star::error when the lengths do not add up to the payload (a corrupt exchange)
   static std::vector<std::string> decode(std::span<const std::int64_t> codes,
                                          std::span<const std::uint8_t> bytes) {
