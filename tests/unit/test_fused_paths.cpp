@@ -3,14 +3,18 @@
 // gradient (every mode, with and without W, gamma and KL), plus identical errors.
 #include <catch2/catch.hpp>
 
+#include <algorithm>
+#include <bit>
 #include <cmath>
 #include <cstdint>
 #include <limits>
 #include <optional>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "star/allocation/allocate.hpp"
+#include "star/eigen/fast_log.hpp"
 #include "star/objective/policy_gradient.hpp"
 #include "star/objective/policy_objective.hpp"
 #include "support/backends.hpp"
@@ -121,6 +125,77 @@ TEMPLATE_TEST_CASE("fused allocate rejects bad relevance and steps with the comp
   const std::vector<std::int64_t> short_steps(rows - 1, 0);
   REQUIRE_THROWS_AS(star::allocate(be, relevance, short_steps, 10), star::shape_error);
   REQUIRE_THROWS_WITH(star::allocate(be, relevance, short_steps, 10), Catch::Contains("steps"));
+}
+
+TEMPLATE_TEST_CASE("fused allocate takes -0 as 0 and rejects -inf and negative NaN",
+                   "[fused][allocation][errors]", star::eigen::backend<float>,
+                   star::eigen::backend<double>) {
+  const TestType be{};
+  auto values = relevance_values(8);
+  values[40] = -0.0;
+  values[3 * tokens + 5] = -0.0;  // in the all-zero row
+  const std::vector<std::int64_t> first_step(rows, 0);
+  const auto relevance = be.from_host(values, {rows, tokens});  // [B, N]
+  const auto fused = star::allocate(be, relevance, 0, 10);
+  const auto composite = star::allocate_composite(be, relevance, first_step, 10);
+  star::test::require_close(be.to_host(fused.weights), be.to_host(composite.weights),
+                            star::test::tolerance<TestType>::value);
+  for (const double bad : {-std::numeric_limits<double>::infinity(),
+                           -std::numeric_limits<double>::quiet_NaN(), -1e-30}) {
+    INFO("bad entry " << bad);
+    values[40] = bad;
+    const auto bad_relevance = be.from_host(values, {rows, tokens});  // [B, N]
+    REQUIRE_THROWS_AS(star::allocate(be, bad_relevance, 0, 10), star::value_error);
+    REQUIRE_THROWS_WITH(star::allocate(be, bad_relevance, 0, 10), Catch::Contains("relevance"));
+  }
+}
+
+TEMPLATE_TEST_CASE("fast_log matches std::log on (0, 1] and stays finite at 0 and subnormals",
+                   "[fused][fast_log]", float, double) {
+  using star::eigen::detail::fast_log;
+  using limits = std::numeric_limits<TestType>;
+  // float: within 1e-6 max(1, |log x|) of the double log (1e-6 absolute where |log x| <= 1);
+  // double: within 5e-16 max(1, |log x|) of the long double log.
+  const long double bound = std::is_same_v<TestType, float> ? 1e-6L : 5e-16L;
+  long double worst = 0.0L;
+  TestType worst_at = 1;
+  const auto check = [&](TestType x) {
+    const long double exact = std::log(static_cast<long double>(x));
+    const long double error = std::fabs(static_cast<long double>(fast_log(x)) - exact) /
+                              std::max(1.0L, std::fabs(exact));
+    if (error > worst) worst = error, worst_at = x;
+  };
+  // Dense sweep of bit patterns from the smallest normal number up to 1: every 61st float,
+  // a log-uniform stride through the doubles.
+  using bits = std::conditional_t<std::is_same_v<TestType, float>, std::uint32_t, std::uint64_t>;
+  const bits first = std::bit_cast<bits>(limits::min()), last = std::bit_cast<bits>(TestType{1});
+  const bits stride = std::is_same_v<TestType, float> ? bits{61} : (last - first) / 4000000;
+  for (bits pattern = first; pattern <= last; pattern += stride)
+    check(std::bit_cast<TestType>(pattern));
+  // Edges: the smallest normals, the clamp 1e-30, both sides of the reduction boundaries
+  // sqrt(1/2) and 1, and every power of two.
+  for (TestType x : {limits::min(), std::nextafter(limits::min(), TestType{1}),
+                     static_cast<TestType>(1e-30), std::nextafter(TestType{1}, TestType{0}),
+                     TestType{1}, std::nextafter(TestType{1}, TestType{2})})
+    check(x);
+  for (const TestType centre : {static_cast<TestType>(std::sqrt(0.5)), TestType{1}}) {
+    TestType x = centre;
+    for (int step = 0; step < 64; ++step) x = std::nextafter(x, TestType{0});
+    for (int step = 0; step < 128; ++step, x = std::nextafter(x, TestType{2})) check(x);
+  }
+  for (TestType x = limits::min(); x <= TestType{1}; x *= 2) check(x);
+  INFO("worst relative error " << static_cast<double>(worst) << " at " << worst_at);
+  CHECK(worst <= bound);
+  CHECK(fast_log(TestType{1}) == TestType{0});
+  // 0 and subnormals: finite, within 1 of log(min()), so x log x -> 0 without a clamp.
+  const TestType log_min = std::log(limits::min());
+  for (const TestType x : {TestType{0}, limits::denorm_min(), limits::min() / 3,
+                           std::nextafter(limits::min(), TestType{0})}) {
+    INFO("x " << x);
+    CHECK(std::isfinite(fast_log(x)));
+    CHECK(std::fabs(fast_log(x) - log_min) <= 1);
+    CHECK(x * fast_log(x) <= TestType{0});
+  }
 }
 
 TEMPLATE_TEST_CASE("fused objective and gradient equal the composite in every mode, with and "
