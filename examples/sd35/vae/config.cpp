@@ -1,0 +1,179 @@
+#include "sd35/vae/config.hpp"
+
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <cmath>
+#include <fstream>
+#include <sstream>
+#include <string>
+
+#include "star/core/error.hpp"
+
+namespace star::sd35 {
+
+namespace {
+
+using json = nlohmann::json;
+
+[[noreturn]] void fail(const std::string& key, const std::string& what) {
+  throw option_error("vae config: key '" + key + "' " + what);
+}
+
+std::int64_t integer_value(const json& value, const std::string& key) {
+  if (!value.is_number_integer()) fail(key, "must be an integer, got " + value.dump());
+  return value.get<std::int64_t>();
+}
+
+bool boolean_value(const json& value, const std::string& key) {
+  if (!value.is_boolean()) fail(key, "must be true or false, got " + value.dump());
+  return value.get<bool>();
+}
+
+/// @brief A number; JSON null reads as `if_null` (diffusers' `shift_factor: null` means 0).
+double number_value(const json& value, const std::string& key, double if_null) {
+  if (value.is_null()) return if_null;
+  if (!value.is_number()) fail(key, "must be a number, got " + value.dump());
+  return value.get<double>();
+}
+
+std::vector<std::int64_t> integer_list(const json& value, const std::string& key) {
+  if (!value.is_array()) fail(key, "must be a list of integers, got " + value.dump());
+  std::vector<std::int64_t> out;
+  for (const auto& item : value) out.push_back(integer_value(item, key));
+  return out;
+}
+
+/// @brief Requires `value` (a string or a list of strings) to be `allowed` throughout; returns
+/// the number of entries.
+std::size_t require_only(const json& value, const std::string& key, std::string_view allowed) {
+  const auto check = [&](const json& item) {
+    if (!item.is_string() || item.get<std::string>() != allowed)
+      fail(key, "must be \"" + std::string(allowed) + "\" (the only kind supported), got " +
+                    item.dump());
+  };
+  if (!value.is_array()) {
+    check(value);
+    return 1;
+  }
+  for (const auto& item : value) check(item);
+  return value.size();
+}
+
+void require_positive(std::int64_t value, const char* field) {
+  if (value < 1)
+    throw option_error(std::string("vae config: ") + field + " must be >= 1, got " +
+                       std::to_string(value));
+}
+
+}  // namespace
+
+void vae_config::validate() const {
+  require_positive(in_channels, "in_channels");
+  require_positive(out_channels, "out_channels");
+  require_positive(layers_per_block, "layers_per_block");
+  require_positive(latent_channels, "latent_channels");
+  require_positive(norm_num_groups, "norm_num_groups");
+  if (block_out_channels.empty())
+    throw option_error("vae config: block_out_channels must not be empty");
+  for (const std::int64_t channels : block_out_channels)
+    if (channels < 1 || channels % norm_num_groups != 0)
+      throw option_error("vae config: block_out_channels entries must be positive multiples of "
+                         "norm_num_groups = " + std::to_string(norm_num_groups) + ", got " +
+                         std::to_string(channels));
+  if (!std::isfinite(scaling_factor) || !(scaling_factor > 0.0))
+    throw option_error("vae config: scaling_factor must be finite and > 0, got " +
+                       std::to_string(scaling_factor));
+  if (!std::isfinite(shift_factor))
+    throw option_error("vae config: shift_factor must be finite, got " +
+                       std::to_string(shift_factor));
+}
+
+vae_config vae_config::from_json(std::string_view json_text) {
+  json parsed;
+  try {
+    parsed = json::parse(json_text);
+  } catch (const json::parse_error& e) {
+    throw option_error(std::string("vae config: not valid JSON: ") + e.what());
+  }
+  if (!parsed.is_object())
+    throw option_error("vae config: expected a JSON object, got " + parsed.dump());
+  vae_config config;
+  const std::pair<const char*, std::int64_t*> integers[] = {
+      {"in_channels", &config.in_channels},
+      {"out_channels", &config.out_channels},
+      {"layers_per_block", &config.layers_per_block},
+      {"latent_channels", &config.latent_channels},
+      {"norm_num_groups", &config.norm_num_groups},
+  };
+  const std::pair<const char*, bool*> booleans[] = {
+      {"use_quant_conv", &config.use_quant_conv},
+      {"use_post_quant_conv", &config.use_post_quant_conv},
+      {"mid_block_add_attention", &config.mid_block_add_attention},
+  };
+  const char* const ignored[] = {"down_block_types", "sample_size", "force_upcast"};
+  const auto find = [](const auto& table, const std::string& key) {
+    return std::find_if(std::begin(table), std::end(table),
+                        [&](const auto& entry) { return key == entry.first; });
+  };
+  std::size_t up_block_count = 0;
+  for (const auto& [key, value] : parsed.items()) {
+    if (key.starts_with('_') ||
+        std::find(std::begin(ignored), std::end(ignored), key) != std::end(ignored))
+      continue;
+    if (const auto integer = find(integers, key); integer != std::end(integers))
+      *integer->second = integer_value(value, key);
+    else if (const auto boolean = find(booleans, key); boolean != std::end(booleans))
+      *boolean->second = boolean_value(value, key);
+    else if (key == "block_out_channels")
+      config.block_out_channels = integer_list(value, key);
+    else if (key == "scaling_factor")
+      config.scaling_factor = number_value(value, key, config.scaling_factor);
+    else if (key == "shift_factor")
+      config.shift_factor = number_value(value, key, 0.0);
+    else if (key == "act_fn")
+      require_only(value, key, "silu");
+    else if (key == "up_block_types")
+      up_block_count = require_only(value, key, "UpDecoderBlock2D");
+    else if (key == "latents_mean" || key == "latents_std") {
+      if (!value.is_null())
+        fail(key, "must be null: per-channel latent statistics are not supported (SD3 has none)");
+    } else
+      throw option_error("vae config: unknown key '" + key + "'");
+  }
+  if (parsed.contains("up_block_types") && up_block_count != config.block_out_channels.size())
+    fail("up_block_types", "must have one entry per block_out_channels entry (" +
+                               std::to_string(config.block_out_channels.size()) + "), got " +
+                               std::to_string(up_block_count));
+  config.validate();
+  return config;
+}
+
+vae_config vae_config::from_file(const std::filesystem::path& path) {
+  const auto file = std::filesystem::is_directory(path) ? path / "config.json" : path;
+  std::ifstream in(file);
+  if (!in) throw option_error("vae config: cannot open " + file.string());
+  std::ostringstream text;
+  text << in.rdbuf();
+  try {
+    return from_json(text.str());
+  } catch (const option_error& e) {
+    throw option_error(file.string() + ": " + e.what());
+  }
+}
+
+vae_config sd35_medium_vae() {
+  vae_config config;
+  config.block_out_channels = {128, 256, 512, 512};
+  config.layers_per_block = 2;
+  config.latent_channels = 16;
+  config.norm_num_groups = 32;
+  config.scaling_factor = 1.5305;
+  config.shift_factor = 0.0609;
+  config.use_quant_conv = false;
+  config.use_post_quant_conv = false;
+  config.mid_block_add_attention = true;
+  return config;
+}
+
+}  // namespace star::sd35
