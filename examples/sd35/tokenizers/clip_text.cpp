@@ -1,0 +1,145 @@
+#include "sd35/tokenizers/clip_text.hpp"
+
+#include <algorithm>
+#include <array>
+
+#include "sd35/tokenizers/unicode.hpp"
+
+namespace star::sd35 {
+namespace {
+
+constexpr char32_t invalid_byte = 0xFFFD;  // decode_utf8 of a byte that is not UTF-8
+
+/// Appends the lower-cased code point (or the raw invalid byte) and its source map.
+void append_normalized(std::string_view prompt, std::size_t at, const unicode::decoded& cp,
+                       clip_normalized_text& out) {
+  const auto source_begin = static_cast<std::int64_t>(at);
+  const auto source_end = static_cast<std::int64_t>(at + cp.length);
+  std::string bytes;
+  if (cp.code_point == invalid_byte && cp.length == 1) {
+    bytes.push_back(prompt[at]);
+  } else {
+    std::u32string lowered;
+    unicode::append_lowercase(cp.code_point, lowered);
+    for (const char32_t c : lowered) unicode::append_utf8(c, bytes);
+  }
+  const bool same_length = bytes.size() == cp.length;
+  for (std::size_t i = 0; i < bytes.size(); ++i) {
+    const auto exact = source_begin + static_cast<std::int64_t>(i);
+    out.source.push_back(same_length ? char_span{exact, exact + 1}
+                                     : char_span{source_begin, source_end});
+  }
+  out.text += bytes;
+}
+
+bool starts_with_contraction(std::string_view text, std::size_t at, std::size_t end,
+                             std::size_t& length) {
+  static constexpr std::array<std::string_view, 7> suffixes{"s", "t", "re", "ve", "m", "ll", "d"};
+  if (text[at] != '\'') return false;
+  for (const auto suffix : suffixes) {
+    if (at + 1 + suffix.size() > end) continue;
+    bool equal = true;
+    for (std::size_t i = 0; i < suffix.size(); ++i) {
+      const char c = text[at + 1 + i];
+      const char lower = (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c;
+      equal = equal && lower == suffix[i];
+    }
+    if (equal) {
+      length = 1 + suffix.size();
+      return true;
+    }
+  }
+  return false;
+}
+
+enum class char_class { space, letter, number, other };
+
+char_class classify(char32_t code_point) {
+  if (unicode::is_whitespace(code_point)) return char_class::space;
+  if (unicode::is_letter(code_point)) return char_class::letter;
+  if (unicode::is_number(code_point)) return char_class::number;
+  return char_class::other;
+}
+
+/// CLIP's regex over `text[begin, end)`, which holds no added token.
+void split_chunk(std::string_view text, std::size_t begin, std::size_t end,
+                 std::vector<clip_piece>& out) {
+  std::size_t at = begin;
+  while (at < end) {
+    const auto first = unicode::decode_utf8(text, at);
+    const auto kind = classify(first.code_point);
+    std::size_t contraction = 0;
+    if (kind == char_class::space) {
+      at += first.length;
+    } else if (starts_with_contraction(text, at, end, contraction)) {
+      out.push_back({at, at + contraction, false});
+      at += contraction;
+    } else if (kind == char_class::number) {
+      out.push_back({at, at + first.length, false});
+      at += first.length;
+    } else {  // a maximal run of letters, or of characters that are neither
+      std::size_t stop = at + first.length;
+      while (stop < end) {
+        const auto next = unicode::decode_utf8(text, stop);
+        if (classify(next.code_point) != kind) break;
+        stop += next.length;
+      }
+      out.push_back({at, stop, false});
+      at = stop;
+    }
+  }
+}
+
+}  // namespace
+
+char_span clip_normalized_text::prompt_span(std::size_t begin, std::size_t end) const {
+  return {source[begin].begin, source[end - 1].end};
+}
+
+clip_normalized_text clip_normalize(std::string_view prompt) {
+  clip_normalized_text out;
+  out.text.reserve(prompt.size());
+  out.source.reserve(prompt.size());
+  std::size_t at = 0;
+  std::int64_t space_begin = -1;  // first byte of a pending whitespace run
+  while (at < prompt.size()) {
+    const auto cp = unicode::decode_utf8(prompt, at);
+    if (unicode::is_whitespace(cp.code_point)) {
+      if (space_begin < 0) space_begin = static_cast<std::int64_t>(at);
+    } else {
+      if (space_begin >= 0 && !out.text.empty()) {
+        out.text += ' ';
+        out.source.push_back({space_begin, static_cast<std::int64_t>(at)});
+      }
+      space_begin = -1;
+      append_normalized(prompt, at, cp, out);
+    }
+    at += cp.length;
+  }
+  return out;
+}
+
+std::vector<clip_piece> clip_pretokenize(std::string_view text,
+                                         std::span<const std::string> added_tokens) {
+  std::vector<clip_piece> pieces;
+  std::size_t chunk_begin = 0;
+  std::size_t at = 0;
+  while (at < text.size()) {
+    std::size_t match = 0;
+    for (const auto& token : added_tokens)
+      if (!token.empty() && token.size() > match && text.substr(at, token.size()) == token)
+        match = token.size();
+    if (match == 0) {
+      ++at;
+      continue;
+    }
+    split_chunk(text, chunk_begin, at, pieces);
+    pieces.push_back({at, at + match, true});
+    at += match;
+    chunk_begin = at;
+  }
+  split_chunk(text, chunk_begin, text.size(), pieces);
+  return pieces;
+}
+
+}  // namespace star::sd35
