@@ -1,0 +1,244 @@
+#include "sd35/text/t5_encoder.hpp"
+
+#include <ATen/Dispatch.h>
+
+#include <cmath>
+#include <limits>
+
+#include "sd35/text/config_json.hpp"
+
+namespace star::sd35 {
+namespace text_detail {
+
+/// @brief T5LayerNorm: RMS over the last dimension (variance in float32, no mean, no bias),
+/// times `weight` [C]; the result is cast back to a half-precision weight's dtype.
+class t5_layer_norm : public torch::nn::Module {
+ public:
+  t5_layer_norm(std::int64_t width, double eps, const at::TensorOptions& options)
+      : eps_(eps), weight_(add_parameter(*this, "weight", {width}, options, initial_value::ones)) {}
+  at::Tensor operator()(const at::Tensor& x) const {
+    const auto variance = x.to(at::kFloat).pow(2).mean(-1, /*keepdim=*/true);  // [..., 1]
+    auto normed = x * at::rsqrt(variance + eps_);                              // [..., C]
+    if (weight_.scalar_type() == at::kHalf || weight_.scalar_type() == at::kBFloat16)
+      normed = normed.to(weight_.scalar_type());                               // [..., C]
+    return weight_ * normed;                                                   // [..., C]
+  }
+
+ private:
+  double eps_;
+  at::Tensor weight_;
+};
+
+namespace {
+
+/// @brief transformers' float16 guard: infinities become +-(max - 1000).
+at::Tensor clamp_float16_overflow(const at::Tensor& x) {
+  if (x.scalar_type() != at::kHalf || !at::isinf(x).any().item<bool>()) return x;
+  const double limit = static_cast<double>(std::numeric_limits<c10::Half>::max()) - 1000.0;
+  return x.clamp(-limit, limit);  // [B, L, C]
+}
+
+double lowest_value(at::ScalarType dtype) {
+  double lowest = 0.0;
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, dtype, "lowest_value", [&] {
+    lowest = static_cast<double>(std::numeric_limits<scalar_t>::lowest());
+  });
+  return lowest;
+}
+
+}  // namespace
+
+/// @brief One T5 encoder block: `x += o(attn(RMS x) + bias)`, `x += wo(gelu_tanh(wi_0 h) *
+/// wi_1 h)` with `h = RMS x`.
+struct t5_block : torch::nn::Module {
+  t5_block(const t5_encoder_config& config, const at::TensorOptions& options)
+      : heads(config.num_heads), head_dim(config.d_kv) {
+    const auto c = config.d_model;
+    const auto inner = config.inner_dim();
+    auto layer = add_container(*this, "layer");
+    auto attention_layer = add_container(*layer, "0");
+    attention = add_container(*attention_layer, "SelfAttention");
+    q = add_leaf<linear>(*attention, "q", c, inner, false, options);
+    k = add_leaf<linear>(*attention, "k", c, inner, false, options);
+    v = add_leaf<linear>(*attention, "v", c, inner, false, options);
+    o = add_leaf<linear>(*attention, "o", inner, c, false, options);
+    attention_norm = add_leaf<t5_layer_norm>(*attention_layer, "layer_norm", c,
+                                             config.layer_norm_epsilon, options);
+    auto ff_layer = add_container(*layer, "1");
+    auto ff = add_container(*ff_layer, "DenseReluDense");
+    wi_0 = add_leaf<linear>(*ff, "wi_0", c, config.d_ff, false, options);
+    wi_1 = add_leaf<linear>(*ff, "wi_1", c, config.d_ff, false, options);
+    wo = add_leaf<linear>(*ff, "wo", config.d_ff, c, false, options);
+    ff_norm = add_leaf<t5_layer_norm>(*ff_layer, "layer_norm", c, config.layer_norm_epsilon,
+                                      options);
+  }
+
+  /// @brief `x` [B, L, C], `bias` [B or 1, H, L, L] (position bias plus padding mask).
+  at::Tensor operator()(const at::Tensor& x, const at::Tensor& bias) const {
+    const auto batch = x.size(0);
+    const auto length = x.size(1);
+    const auto split = [&](const at::Tensor& t) {
+      return t.view({batch, length, heads, head_dim}).transpose(1, 2);  // [B, H, L, D]
+    };
+    const auto h = (*attention_norm)(x);                                     // [B, L, C]
+    const auto scores = at::matmul(split((*q)(h)), split((*k)(h)).transpose(-1, -2)) +
+                        bias;                                                // [B, H, L, L]
+    const auto probabilities =
+        at::softmax(scores.to(at::kFloat), -1).to(scores.scalar_type());     // [B, H, L, L]
+    const auto mixed = at::matmul(probabilities, split((*v)(h)))             // [B, H, L, D]
+                           .transpose(1, 2)
+                           .reshape({batch, length, heads * head_dim});      // [B, L, H*D]
+    const auto attended = clamp_float16_overflow(x + (*o)(mixed));           // [B, L, C]
+    const auto g = (*ff_norm)(attended);                                     // [B, L, C]
+    const auto gated = at::gelu((*wi_0)(g), "tanh") * (*wi_1)(g);            // [B, L, F]
+    return clamp_float16_overflow(attended + (*wo)(gated));                  // [B, L, C]
+  }
+
+  std::int64_t heads;
+  std::int64_t head_dim;
+  std::shared_ptr<torch::nn::Module> attention;
+  std::shared_ptr<linear> q, k, v, o, wi_0, wi_1, wo;
+  std::shared_ptr<t5_layer_norm> attention_norm, ff_norm;
+};
+
+}  // namespace text_detail
+
+at::Tensor t5_relative_position_bucket(const at::Tensor& relative_position,
+                                       std::int64_t num_buckets, std::int64_t max_distance) {
+  const std::int64_t per_sign = num_buckets / 2;
+  const std::int64_t max_exact = per_sign / 2;
+  if (per_sign < 2 || max_distance <= max_exact)
+    throw star::option_error("t5_relative_position_bucket: need num_buckets >= 4 and "
+                             "max_distance > num_buckets / 4, got num_buckets " +
+                             std::to_string(num_buckets) + ", max_distance " +
+                             std::to_string(max_distance));
+  const auto offsets = relative_position.to(at::kLong);                   // [...]
+  const auto sign_bucket = offsets.gt(0).to(at::kLong) * per_sign;        // [...]
+  const auto distance = offsets.abs();                                    // [...]
+  // transformers' float32 arithmetic, kept operation for operation so the buckets agree.
+  const auto log_ratio = at::log(distance.clamp_min(max_exact).to(at::kFloat) / max_exact) /
+                         std::log(static_cast<double>(max_distance) / max_exact);  // [...]
+  const auto large = (max_exact + (log_ratio * (per_sign - max_exact)).to(at::kLong))
+                         .clamp_max(per_sign - 1);                         // [...]
+  return sign_bucket + at::where(distance.lt(max_exact), distance, large);  // [...]
+}
+
+void t5_encoder_config::validate() const {
+  text_detail::require_positive(vocab_size, "t5_encoder_config: vocab_size");
+  text_detail::require_positive(d_model, "t5_encoder_config: d_model");
+  text_detail::require_positive(d_kv, "t5_encoder_config: d_kv");
+  text_detail::require_positive(d_ff, "t5_encoder_config: d_ff");
+  text_detail::require_positive(num_layers, "t5_encoder_config: num_layers");
+  text_detail::require_positive(num_heads, "t5_encoder_config: num_heads");
+  if (relative_attention_num_buckets < 4 || relative_attention_num_buckets % 2 != 0)
+    throw star::option_error("t5_encoder_config: relative_attention_num_buckets must be even "
+                             "and >= 4, got " +
+                             std::to_string(relative_attention_num_buckets));
+  if (relative_attention_max_distance <= relative_attention_num_buckets / 4)
+    throw star::option_error("t5_encoder_config: relative_attention_max_distance must exceed "
+                             "relative_attention_num_buckets / 4 = " +
+                             std::to_string(relative_attention_num_buckets / 4) + ", got " +
+                             std::to_string(relative_attention_max_distance));
+  if (!(layer_norm_epsilon > 0.0) || !std::isfinite(layer_norm_epsilon))
+    throw star::option_error("t5_encoder_config: layer_norm_epsilon must be finite and > 0, "
+                             "got " + std::to_string(layer_norm_epsilon));
+}
+
+t5_encoder_config t5_encoder_config::t5_xxl() { return {}; }
+
+t5_encoder_config t5_encoder_config::from_json(const std::string& json_text,
+                                               const std::string& origin) {
+  const auto source = text_detail::config_source::parse(json_text, origin);
+  const t5_encoder_config defaults;
+  const auto feed_forward = source.text("feed_forward_proj", "", true);
+  if (feed_forward != "gated-gelu")
+    throw star::option_error(origin + ": key 'feed_forward_proj' must be \"gated-gelu\" (T5 "
+                             "v1.1), got \"" + feed_forward + "\"");
+  t5_encoder_config config;
+  config.vocab_size = source.integer("vocab_size", defaults.vocab_size, false);
+  config.d_model = source.integer("d_model", 0, true);
+  config.d_kv = source.integer("d_kv", 0, true);
+  config.d_ff = source.integer("d_ff", 0, true);
+  config.num_layers = source.integer("num_layers", 0, true);
+  config.num_heads = source.integer("num_heads", 0, true);
+  config.relative_attention_num_buckets = source.integer(
+      "relative_attention_num_buckets", defaults.relative_attention_num_buckets, false);
+  config.relative_attention_max_distance = source.integer(
+      "relative_attention_max_distance", defaults.relative_attention_max_distance, false);
+  config.layer_norm_epsilon = source.number("layer_norm_epsilon", defaults.layer_norm_epsilon);
+  source.validate(config);
+  return config;
+}
+
+t5_encoder_config t5_encoder_config::from_file(const std::filesystem::path& path) {
+  const auto source = text_detail::config_source::read(path);
+  return from_json(source.values.dump(), source.origin);
+}
+
+t5_encoder_impl::t5_encoder_impl(const t5_encoder_config& config,
+                                 const at::TensorOptions& options)
+    : config_(config) {
+  config_.validate();
+  using namespace text_detail;
+  shared_ = add_leaf<embedding>(*this, "shared", config_.vocab_size, config_.d_model, options);
+  auto encoder = add_container(*this, "encoder");
+  encoder->register_module("embed_tokens", shared_);  // tied, as in transformers
+  auto blocks = add_container(*encoder, "block");
+  for (std::int64_t i = 0; i < config_.num_layers; ++i)
+    blocks_.push_back(add_leaf<t5_block>(*blocks, std::to_string(i), config_, options));
+  relative_attention_bias_ =
+      add_leaf<embedding>(*blocks_.front()->attention, "relative_attention_bias",
+                          config_.relative_attention_num_buckets, config_.num_heads, options);
+  final_layer_norm_ = add_leaf<t5_layer_norm>(*encoder, "final_layer_norm", config_.d_model,
+                                              config_.layer_norm_epsilon, options);
+}
+
+at::Tensor t5_encoder_impl::position_bias(std::int64_t query_length,
+                                          std::int64_t key_length) const {
+  const auto options = at::TensorOptions(at::kLong).device(shared_->weight().device());
+  const auto queries = at::arange(query_length, options).unsqueeze(1);  // [Q, 1]
+  const auto keys = at::arange(key_length, options).unsqueeze(0);       // [1, K]
+  const auto buckets = t5_relative_position_bucket(
+      keys - queries, config_.relative_attention_num_buckets,
+      config_.relative_attention_max_distance);                         // [Q, K]
+  return (*relative_attention_bias_)(buckets).permute({2, 0, 1}).unsqueeze(0);  // [1, H, Q, K]
+}
+
+t5_encoder_output t5_encoder_impl::forward(const at::Tensor& input_ids,
+                                           const at::Tensor& attention_mask) const {
+  text_detail::require_rank(input_ids, 2, "input_ids", "[B, L] token ids");
+  if (input_ids.size(0) < 1 || input_ids.size(1) < 1)
+    throw star::shape_error("input_ids: expected [B, L] with B, L >= 1, got " +
+                            text_detail::shape_text(input_ids.sizes()));
+  text_detail::require_token_ids(input_ids, config_.vocab_size, "input_ids");
+  const auto device = shared_->weight().device();
+  const auto ids = input_ids.to(device, at::kLong);  // [B, L]
+  const auto length = ids.size(1);
+
+  auto x = (*shared_)(ids);                                  // [B, L, C]
+  auto bias = position_bias(length, length);                 // [1, H, L, L]
+  if (attention_mask.defined()) {
+    if (!attention_mask.sizes().equals(input_ids.sizes()))
+      throw star::shape_error("attention_mask: expected the shape of input_ids " +
+                              text_detail::shape_text(input_ids.sizes()) + ", got " +
+                              text_detail::shape_text(attention_mask.sizes()));
+    const auto mask = attention_mask.to(device);             // [B, L]
+    if (!mask.eq(0).logical_or(mask.eq(1)).all().item<bool>())
+      throw star::value_error("attention_mask: values must be 0 or 1");
+    const auto blocked = mask.eq(0).to(bias.scalar_type()) *
+                         text_detail::lowest_value(bias.scalar_type());  // [B, L]
+    bias = bias + blocked.unsqueeze(1).unsqueeze(1);         // [B, H, L, L]
+  }
+
+  t5_encoder_output out;
+  out.hidden_states.reserve(blocks_.size() + 1);
+  for (const auto& block : blocks_) {
+    out.hidden_states.push_back(x);
+    x = (*block)(x, bias);  // [B, L, C]
+  }
+  out.last_hidden_state = (*final_layer_norm_)(x);  // [B, L, C]
+  out.hidden_states.push_back(out.last_hidden_state);
+  return out;
+}
+
+}  // namespace star::sd35

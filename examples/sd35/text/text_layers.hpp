@@ -1,0 +1,141 @@
+#pragma once
+/// @file
+/// @brief Building blocks shared by the text encoders: parameters that can live on the meta
+/// device (so a 4.7B-parameter config constructs without memory), linear / layer-norm /
+/// embedding leaves with transformers' parameter names, and argument checks.
+
+#include <ATen/ATen.h>
+#include <torch/nn/module.h>
+
+#include <cstdint>
+#include <initializer_list>
+#include <string>
+#include <vector>
+
+#include "star/core/error.hpp"
+
+namespace star::sd35::text_detail {
+
+/// @brief `[d0, d1, ...]`, for error messages.
+inline std::string shape_text(at::IntArrayRef sizes) {
+  std::string text = "[";
+  for (std::size_t i = 0; i < sizes.size(); ++i)
+    text += (i ? ", " : "") + std::to_string(sizes[i]);
+  return text + "]";
+}
+
+/// @brief Throws `shape_error` naming `name` unless `t` is defined and has rank `rank`.
+inline void require_rank(const at::Tensor& t, std::int64_t rank, const std::string& name,
+                         const std::string& expected) {
+  if (!t.defined())
+    throw star::shape_error(name + ": expected a tensor " + expected + ", got an undefined one");
+  if (t.dim() != rank)
+    throw star::shape_error(name + ": expected " + expected + ", got " + shape_text(t.sizes()));
+}
+
+/// @brief Throws `value_error` naming `name` unless `ids` holds integers in [0, vocab_size).
+inline void require_token_ids(const at::Tensor& ids, std::int64_t vocab_size,
+                              const std::string& name) {
+  if (!at::isIntegralType(ids.scalar_type(), /*includeBool=*/false))
+    throw star::value_error(name + ": expected integer token ids, got dtype " +
+                            std::string(c10::toString(ids.scalar_type())));
+  if (ids.numel() == 0) return;
+  const auto low = ids.min().item<std::int64_t>();
+  const auto high = ids.max().item<std::int64_t>();
+  if (low < 0 || high >= vocab_size)
+    throw star::value_error(name + ": token ids must lie in [0, " + std::to_string(vocab_size) +
+                            "), got values in [" + std::to_string(low) + ", " +
+                            std::to_string(high) + "]");
+}
+
+/// @brief Throws `option_error` naming `key` (e.g. "clip_text_config: hidden_size") unless
+/// `value` > 0.
+inline void require_positive(std::int64_t value, const std::string& key) {
+  if (value <= 0)
+    throw star::option_error(key + " must be > 0, got " + std::to_string(value));
+}
+
+/// @brief How a fresh parameter is filled before weights are loaded.
+enum class initial_value { normal, zeros, ones };
+
+/// @brief Registers `name` on `owner` with `sizes` and `options`. On the meta device nothing
+/// is allocated; elsewhere weights start as N(0, 0.02), biases at 0 and norm scales at 1.
+inline at::Tensor add_parameter(torch::nn::Module& owner, const std::string& name,
+                                std::vector<std::int64_t> sizes, const at::TensorOptions& options,
+                                initial_value init) {
+  auto value = at::empty(sizes, options);  // the parameter's shape
+  if (!value.is_meta()) {
+    at::NoGradGuard no_grad;
+    if (init == initial_value::normal) value.normal_(0.0, 0.02);
+    if (init == initial_value::zeros) value.zero_();
+    if (init == initial_value::ones) value.fill_(1.0);
+  }
+  return owner.register_parameter(name, value);
+}
+
+/// @brief `y = x Wᵀ (+ b)` with parameters `weight` [out, in] and optional `bias` [out].
+class linear : public torch::nn::Module {
+ public:
+  linear(std::int64_t in, std::int64_t out, bool with_bias, const at::TensorOptions& options)
+      : weight_(add_parameter(*this, "weight", {out, in}, options, initial_value::normal)),
+        bias_(with_bias ? add_parameter(*this, "bias", {out}, options, initial_value::zeros)
+                        : at::Tensor{}) {}
+  /// @brief `x` [..., in] → [..., out]; the input is cast to the weight's dtype.
+  at::Tensor operator()(const at::Tensor& x) const {
+    return at::linear(x.to(weight_.scalar_type()), weight_, bias_);  // [..., out]
+  }
+  const at::Tensor& weight() const { return weight_; }
+
+ private:
+  at::Tensor weight_;
+  at::Tensor bias_;
+};
+
+/// @brief LayerNorm over the last dimension with `weight` and `bias` [C].
+class layer_norm : public torch::nn::Module {
+ public:
+  layer_norm(std::int64_t width, double eps, const at::TensorOptions& options)
+      : width_(width),
+        eps_(eps),
+        weight_(add_parameter(*this, "weight", {width}, options, initial_value::ones)),
+        bias_(add_parameter(*this, "bias", {width}, options, initial_value::zeros)) {}
+  at::Tensor operator()(const at::Tensor& x) const {
+    return at::layer_norm(x, {width_}, weight_, bias_, eps_);  // [..., C]
+  }
+
+ private:
+  std::int64_t width_;
+  double eps_;
+  at::Tensor weight_;
+  at::Tensor bias_;
+};
+
+/// @brief A lookup table `weight` [rows, C].
+class embedding : public torch::nn::Module {
+ public:
+  embedding(std::int64_t rows, std::int64_t width, const at::TensorOptions& options)
+      : weight_(add_parameter(*this, "weight", {rows, width}, options, initial_value::normal)) {}
+  /// @brief `ids` [...] (integers) → [..., C].
+  at::Tensor operator()(const at::Tensor& ids) const {
+    return at::embedding(weight_, ids.to(at::kLong));  // [..., C]
+  }
+  const at::Tensor& weight() const { return weight_; }
+
+ private:
+  at::Tensor weight_;
+};
+
+/// @brief A plain container module, for transformers' intermediate name levels
+/// (`text_model`, `encoder`, `layer.0`, ...).
+inline std::shared_ptr<torch::nn::Module> add_container(torch::nn::Module& owner,
+                                                         const std::string& name) {
+  return owner.register_module(name, std::make_shared<torch::nn::Module>());
+}
+
+/// @brief Registers leaf `module` under `name` on `owner` and returns it.
+template <class M, class... Args>
+std::shared_ptr<M> add_leaf(torch::nn::Module& owner, const std::string& name, Args&&... args) {
+  return owner.register_module(name, std::make_shared<M>(std::forward<Args>(args)...));
+}
+
+}  // namespace star::sd35::text_detail

@@ -1,0 +1,86 @@
+#pragma once
+// Shared helpers of the text-encoder tests: fixture paths, loading fixture weights through the
+// real checkpoint loader, fixture tensors as ATen tensors, and comparisons.
+
+#include <ATen/ATen.h>
+#include <catch2/catch.hpp>
+#include <nlohmann/json.hpp>
+#include <torch/nn/module.h>
+
+#include <fstream>
+#include <map>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "sd35/safetensors/checkpoint.hpp"
+#include "sd35/safetensors/load.hpp"
+#include "support/safetensors.hpp"
+
+namespace star::test::text {
+
+/// The path of a file in tests/data/sd35.
+inline std::string fixture_path(const std::string& name) { return data_path("sd35/" + name); }
+
+/// Loads `weights_file` into `module` through the checkpoint loader; every name must match.
+inline void load_fixture_weights(torch::nn::Module& module, const std::string& weights_file) {
+  const auto report =
+      star::sd35::load_into(module, star::sd35::checkpoint::open(fixture_path(weights_file)));
+  INFO(report.describe());
+  REQUIRE(report.ok());
+}
+
+/// A fixture tensor as an ATen tensor of `dtype` (the file's values, read independently).
+inline at::Tensor as_tensor(const fixture_tensor& t, at::ScalarType dtype) {
+  auto values = t.values;
+  return at::from_blob(values.data(), t.dims, at::kDouble).to(dtype);  // the fixture's shape
+}
+
+/// Every tensor of an io fixture: floating ones as float32, ids and masks as int64.
+inline std::map<std::string, at::Tensor> read_io(const std::string& io_file) {
+  std::map<std::string, at::Tensor> out;
+  for (const auto& [name, t] : read_safetensors(fixture_path(io_file))) {
+    const bool integral = name == "input_ids" || name == "attention_mask" ||
+                          name.rfind("relative_position", 0) == 0;
+    out.emplace(name, as_tensor(t, integral ? at::kLong : at::kFloat));
+  }
+  return out;
+}
+
+/// The `config` object of a fixture sidecar, as JSON text.
+inline std::string sidecar_config(const std::string& sidecar_file) {
+  std::ifstream in(fixture_path(sidecar_file));
+  REQUIRE(in);
+  return nlohmann::json::parse(in).at("config").dump();
+}
+
+/// max |got - want| over all elements (got converted to float32); requires equal shapes.
+inline double max_abs_diff(const at::Tensor& got, const at::Tensor& want) {
+  INFO("got " << got.sizes() << ", want " << want.sizes());
+  REQUIRE(got.sizes() == want.sizes());
+  return (got.to(at::kFloat) - want.to(at::kFloat)).abs().max().item<double>();
+}
+
+/// Requires |got - want| <= atol everywhere, naming `what`.
+inline void require_near(const at::Tensor& got, const at::Tensor& want, double atol,
+                         const std::string& what) {
+  INFO(what);
+  const double diff = max_abs_diff(got, want);
+  INFO("max abs diff " << diff << " (atol " << atol << ")");
+  REQUIRE(diff <= atol);
+}
+
+/// The reduced-precision runs this machine can do: bfloat16 on the CPU, and float16 and
+/// bfloat16 on CUDA when present (LibTorch 1.13 has no CPU float16 LayerNorm / matmul).
+inline std::vector<std::pair<at::ScalarType, at::Device>> low_precision_runs() {
+  std::vector<std::pair<at::ScalarType, at::Device>> runs{{at::kBFloat16, at::kCPU}};
+  if (at::hasCUDA()) {
+    runs.emplace_back(at::kHalf, at::kCUDA);
+    runs.emplace_back(at::kBFloat16, at::kCUDA);
+  } else {
+    WARN("no CUDA device: float16 runs skipped (LibTorch CPU kernels lack float16)");
+  }
+  return runs;
+}
+
+}  // namespace star::test::text
