@@ -1,0 +1,153 @@
+#include "sd35/mmdit/config.hpp"
+
+#include <algorithm>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+#include <string>
+
+#include "star/core/error.hpp"
+
+namespace star::sd35 {
+
+namespace {
+
+using json = nlohmann::json;
+
+std::int64_t integer_value(const json& value, const std::string& key) {
+  if (!value.is_number_integer())
+    throw option_error("transformer config: key '" + key + "' must be an integer, got " +
+                       value.dump());
+  return value.get<std::int64_t>();
+}
+
+std::vector<std::int64_t> integer_list(const json& value, const std::string& key) {
+  if (value.is_null()) return {};
+  if (!value.is_array())
+    throw option_error("transformer config: key '" + key + "' must be a list of integers, got " +
+                       value.dump());
+  std::vector<std::int64_t> out;
+  for (const auto& item : value) out.push_back(integer_value(item, key));
+  return out;
+}
+
+qk_norm_kind qk_norm_value(const json& value) {
+  if (value.is_null()) return qk_norm_kind::none;
+  if (value.is_string() && value.get<std::string>() == "rms_norm") return qk_norm_kind::rms_norm;
+  throw option_error("transformer config: key 'qk_norm' must be null or \"rms_norm\", got " +
+                     value.dump());
+}
+
+void require_positive(std::int64_t value, const char* field) {
+  if (value < 1)
+    throw option_error(std::string("transformer config: ") + field + " must be >= 1, got " +
+                       std::to_string(value));
+}
+
+}  // namespace
+
+bool transformer_config::is_dual_attention(std::int64_t index) const {
+  return std::find(dual_attention_layers.begin(), dual_attention_layers.end(), index) !=
+         dual_attention_layers.end();
+}
+
+void transformer_config::validate() const {
+  require_positive(sample_size, "sample_size");
+  require_positive(patch_size, "patch_size");
+  require_positive(in_channels, "in_channels");
+  require_positive(num_layers, "num_layers");
+  require_positive(attention_head_dim, "attention_head_dim");
+  require_positive(num_attention_heads, "num_attention_heads");
+  require_positive(joint_attention_dim, "joint_attention_dim");
+  require_positive(caption_projection_dim, "caption_projection_dim");
+  require_positive(pooled_projection_dim, "pooled_projection_dim");
+  require_positive(out_channels, "out_channels");
+  require_positive(pos_embed_max_size, "pos_embed_max_size");
+  if (caption_projection_dim != inner_dim())
+    throw option_error(
+        "transformer config: caption_projection_dim must equal "
+        "num_attention_heads * attention_head_dim = " +
+        std::to_string(inner_dim()) + ", got " + std::to_string(caption_projection_dim));
+  for (std::size_t i = 0; i < dual_attention_layers.size(); ++i) {
+    const std::int64_t layer = dual_attention_layers[i];
+    if (layer < 0 || layer >= num_layers)
+      throw option_error("transformer config: dual_attention_layers entry " +
+                         std::to_string(layer) +
+                         " is outside [0, num_layers = " + std::to_string(num_layers) + ")");
+    if (std::count(dual_attention_layers.begin(), dual_attention_layers.end(), layer) > 1)
+      throw option_error("transformer config: dual_attention_layers lists " +
+                         std::to_string(layer) + " twice");
+  }
+}
+
+transformer_config transformer_config::from_json(std::string_view json_text) {
+  json parsed;
+  try {
+    parsed = json::parse(json_text);
+  } catch (const json::parse_error& e) {
+    throw option_error(std::string("transformer config: not valid JSON: ") + e.what());
+  }
+  if (!parsed.is_object())
+    throw option_error("transformer config: expected a JSON object, got " + parsed.dump());
+  transformer_config config;
+  const std::pair<const char*, std::int64_t*> integers[] = {
+      {"sample_size", &config.sample_size},
+      {"patch_size", &config.patch_size},
+      {"in_channels", &config.in_channels},
+      {"num_layers", &config.num_layers},
+      {"attention_head_dim", &config.attention_head_dim},
+      {"num_attention_heads", &config.num_attention_heads},
+      {"joint_attention_dim", &config.joint_attention_dim},
+      {"caption_projection_dim", &config.caption_projection_dim},
+      {"pooled_projection_dim", &config.pooled_projection_dim},
+      {"out_channels", &config.out_channels},
+      {"pos_embed_max_size", &config.pos_embed_max_size},
+  };
+  for (const auto& [key, value] : parsed.items()) {
+    if (key.starts_with('_')) continue;
+    const auto integer = std::find_if(std::begin(integers), std::end(integers),
+                                      [&](const auto& entry) { return key == entry.first; });
+    if (integer != std::end(integers))
+      *integer->second = integer_value(value, key);
+    else if (key == "dual_attention_layers")
+      config.dual_attention_layers = integer_list(value, key);
+    else if (key == "qk_norm")
+      config.qk_norm = qk_norm_value(value);
+    else
+      throw option_error("transformer config: unknown key '" + key + "'");
+  }
+  config.validate();
+  return config;
+}
+
+transformer_config transformer_config::from_file(const std::filesystem::path& path) {
+  std::ifstream in(path);
+  if (!in) throw option_error("transformer config: cannot open " + path.string());
+  std::ostringstream text;
+  text << in.rdbuf();
+  try {
+    return from_json(text.str());
+  } catch (const option_error& e) {
+    throw option_error(path.string() + ": " + e.what());
+  }
+}
+
+transformer_config sd35_medium() {
+  transformer_config config;
+  config.sample_size = 128;
+  config.patch_size = 2;
+  config.in_channels = 16;
+  config.num_layers = 24;
+  config.attention_head_dim = 64;
+  config.num_attention_heads = 24;
+  config.joint_attention_dim = 4096;
+  config.caption_projection_dim = 1536;
+  config.pooled_projection_dim = 2048;
+  config.out_channels = 16;
+  config.pos_embed_max_size = 384;
+  config.dual_attention_layers = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12};
+  config.qk_norm = qk_norm_kind::rms_norm;
+  return config;
+}
+
+}  // namespace star::sd35
