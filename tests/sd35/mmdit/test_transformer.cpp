@@ -20,7 +20,7 @@
 #include <string>
 #include <vector>
 
-#include "fixture.hpp"
+#include "sd35/sd35_fixtures.hpp"
 
 namespace {
 

@@ -13,9 +13,7 @@
 #include <utility>
 #include <vector>
 
-#include "sd35/safetensors/checkpoint.hpp"
-#include "sd35/safetensors/load.hpp"
-#include "support/safetensors.hpp"
+#include "sd35/sd35_fixtures.hpp"
 
 namespace star::test::text {
 
@@ -24,16 +22,9 @@ inline std::string fixture_path(const std::string& name) { return data_path("sd3
 
 /// Loads `weights_file` into `module` through the checkpoint loader; every name must match.
 inline void load_fixture_weights(torch::nn::Module& module, const std::string& weights_file) {
-  const auto report =
-      star::sd35::load_into(module, star::sd35::checkpoint::open(fixture_path(weights_file)));
+  const auto report = star::test::load_fixture_weights(module, fixture_path(weights_file));
   INFO(report.describe());
   REQUIRE(report.ok());
-}
-
-/// A fixture tensor as an ATen tensor of `dtype` (the file's values, read independently).
-inline at::Tensor as_tensor(const fixture_tensor& t, at::ScalarType dtype) {
-  auto values = t.values;
-  return at::from_blob(values.data(), t.dims, at::kDouble).to(dtype);  // the fixture's shape
 }
 
 /// Every tensor of an io fixture: floating ones as float32, ids and masks as int64.
@@ -42,7 +33,7 @@ inline std::map<std::string, at::Tensor> read_io(const std::string& io_file) {
   for (const auto& [name, t] : read_safetensors(fixture_path(io_file))) {
     const bool integral = name == "input_ids" || name == "attention_mask" ||
                           name.rfind("relative_position", 0) == 0;
-    out.emplace(name, as_tensor(t, integral ? at::kLong : at::kFloat));
+    out.emplace(name, to_aten(t, integral ? at::kLong : at::kFloat));
   }
   return out;
 }
