@@ -6,7 +6,7 @@ set -euo pipefail
 
 packages=(build-essential cmake libeigen3-dev catch2 libbenchmark-dev doxygen
           nlohmann-json3-dev libopenblas0-pthread libtorch-dev libgloo-dev libsentencepiece-dev
-          clang libclang-rt-14-dev)
+          clang libclang-rt-14-dev libstb-dev)
 
 missing=()
 for package in "${packages[@]}"; do

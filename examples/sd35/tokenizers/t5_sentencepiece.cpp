@@ -1,9 +1,12 @@
 #include "sd35/tokenizers/t5_sentencepiece.hpp"
 
 #include <algorithm>
+#include <cstdlib>
 
 #if STAR_SD35_WITH_SENTENCEPIECE
-#include <sentencepiece_processor.h>
+#include <dlfcn.h>
+
+#include "sd35/tokenizers/sentencepiece_bridge.h"
 #endif
 
 namespace star::sd35 {
@@ -19,16 +22,70 @@ struct piece {
 
 #if STAR_SD35_WITH_SENTENCEPIECE
 
+namespace {
+
+/// The bridge's functions, from the module opened once per process. It is opened with
+/// RTLD_LOCAL | RTLD_DEEPBIND so that libsentencepiece's own protobuf stays inside it: linked
+/// directly next to LibTorch's protobuf, the two copies crash the program before main.
+struct sentencepiece_bridge {
+  star_spm_load_fn load;
+  star_spm_free_fn free;
+  star_spm_info_fn info;
+  star_spm_encode_fn encode;
+  star_spm_decode_fn decode;
+
+  static const sentencepiece_bridge& get() {
+    static const sentencepiece_bridge bridge = open();
+    return bridge;
+  }
+
+ private:
+  static sentencepiece_bridge open() {
+    const char* override_path = std::getenv("STAR_SENTENCEPIECE_BRIDGE");
+    const std::string path = override_path ? override_path : STAR_SD35_SENTENCEPIECE_BRIDGE_PATH;
+    void* module = dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL | RTLD_DEEPBIND);
+    if (!module)
+      throw error("t5 tokenizer: cannot open the SentencePiece bridge " + path + ": " +
+                  dlerror() + " (set STAR_SENTENCEPIECE_BRIDGE to its path)");
+    const auto symbol = [&](const char* name) {
+      void* address = dlsym(module, name);
+      if (!address) throw error("t5 tokenizer: " + path + " lacks " + name);
+      return address;
+    };
+    return {reinterpret_cast<star_spm_load_fn>(symbol("star_spm_load")),
+            reinterpret_cast<star_spm_free_fn>(symbol("star_spm_free")),
+            reinterpret_cast<star_spm_info_fn>(symbol("star_spm_info")),
+            reinterpret_cast<star_spm_encode_fn>(symbol("star_spm_encode")),
+            reinterpret_cast<star_spm_decode_fn>(symbol("star_spm_decode"))};
+  }
+};
+
+}  // namespace
+
 struct t5_tokenizer::model {
-  sentencepiece::SentencePieceProcessor processor;
+  void* processor = nullptr;
+
+  model() = default;
+  model(const model&) = delete;
+  model& operator=(const model&) = delete;
+  ~model() {
+    if (processor) sentencepiece_bridge::get().free(processor);
+  }
 
   std::vector<piece> pieces(std::string_view prompt) const {
-    const auto text = processor.EncodeAsImmutableProto(prompt);
+    const auto& bridge = sentencepiece_bridge::get();
+    std::vector<std::int64_t> triples(3 * (prompt.size() + 2));  // (id, begin, end) per piece
+    std::int64_t count = 0;
+    for (;;) {
+      count = bridge.encode(processor, prompt.data(), prompt.size(), triples.data(),
+                            static_cast<std::int64_t>(triples.size()));
+      if (3 * count <= static_cast<std::int64_t>(triples.size())) break;
+      triples.resize(static_cast<std::size_t>(3 * count));
+    }
     std::vector<piece> out;
-    out.reserve(text.pieces_size());
-    for (const auto& p : text.pieces())
-      out.push_back({static_cast<std::int64_t>(p.id()),
-                     {static_cast<std::int64_t>(p.begin()), static_cast<std::int64_t>(p.end())}});
+    out.reserve(static_cast<std::size_t>(count));
+    for (std::int64_t i = 0; i < count; ++i)
+      out.push_back({triples[3 * i], {triples[3 * i + 1], triples[3 * i + 2]}});
     return out;
   }
 };
@@ -41,31 +98,49 @@ t5_tokenizer t5_tokenizer::from_file(const std::filesystem::path& spiece_model,
   if (!std::filesystem::is_regular_file(spiece_model))
     throw value_error("t5 tokenizer: spiece.model not found: " + spiece_model.string());
   auto shared = std::make_shared<model>();
-  const auto status = shared->processor.Load(spiece_model.string());
-  if (!status.ok())
-    throw value_error("t5 tokenizer: cannot load " + spiece_model.string() + ": " +
-                      status.ToString());
-  if (shared->processor.eos_id() < 0 || shared->processor.pad_id() < 0)
+  char message[512] = {};
+  shared->processor =
+      sentencepiece_bridge::get().load(spiece_model.c_str(), message, sizeof message);
+  if (!shared->processor)
+    throw value_error("t5 tokenizer: cannot load " + spiece_model.string() + ": " + message);
+  t5_tokenizer tokenizer(std::move(shared), options);
+  if (tokenizer.eos_id() < 0 || tokenizer.pad_id() < 0)
     throw value_error("t5 tokenizer: " + spiece_model.string() + " has no " +
-                      (shared->processor.eos_id() < 0 ? "EOS" : "pad") +
+                      (tokenizer.eos_id() < 0 ? "EOS" : "pad") +
                       " piece (T5 has <pad> 0 and </s> 1)");
-  return t5_tokenizer(std::move(shared), options);
+  return tokenizer;
 }
 
 std::string t5_tokenizer::decode(std::span<const std::int64_t> ids) const {
-  std::vector<int> kept;
+  std::vector<std::int64_t> kept;
   for (std::size_t i = 0; i < ids.size(); ++i) {
     if (ids[i] < 0 || ids[i] >= vocab_size())
       throw value_error("ids[" + std::to_string(i) + "]: " + std::to_string(ids[i]) +
                         " is outside the vocabulary [0, " + std::to_string(vocab_size()) + ")");
-    if (ids[i] != pad_id() && ids[i] != eos_id()) kept.push_back(static_cast<int>(ids[i]));
+    if (ids[i] != pad_id() && ids[i] != eos_id()) kept.push_back(ids[i]);
   }
-  return model_->processor.DecodeIds(kept);
+  const auto& bridge = sentencepiece_bridge::get();
+  std::string text(64, '\0');
+  for (;;) {
+    const std::int64_t length = bridge.decode(model_->processor, kept.data(), kept.size(),
+                                              text.data(), static_cast<std::int64_t>(text.size()));
+    if (length <= static_cast<std::int64_t>(text.size())) {
+      text.resize(static_cast<std::size_t>(length));
+      return text;
+    }
+    text.resize(static_cast<std::size_t>(length));
+  }
 }
 
-std::int64_t t5_tokenizer::eos_id() const { return model_->processor.eos_id(); }
-std::int64_t t5_tokenizer::pad_id() const { return model_->processor.pad_id(); }
-std::int64_t t5_tokenizer::vocab_size() const { return model_->processor.GetPieceSize(); }
+std::int64_t t5_tokenizer::eos_id() const {
+  return sentencepiece_bridge::get().info(model_->processor, 0);
+}
+std::int64_t t5_tokenizer::pad_id() const {
+  return sentencepiece_bridge::get().info(model_->processor, 1);
+}
+std::int64_t t5_tokenizer::vocab_size() const {
+  return sentencepiece_bridge::get().info(model_->processor, 2);
+}
 
 #else  // built without SentencePiece: the class exists, and every use says why it cannot work
 
