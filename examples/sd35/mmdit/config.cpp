@@ -1,11 +1,10 @@
 #include "sd35/mmdit/config.hpp"
 
 #include <algorithm>
-#include <fstream>
 #include <nlohmann/json.hpp>
-#include <sstream>
 #include <string>
 
+#include "sd35/config/config_file.hpp"
 #include "star/core/error.hpp"
 
 namespace star::sd35 {
@@ -81,14 +80,7 @@ void transformer_config::validate() const {
 }
 
 transformer_config transformer_config::from_json(std::string_view json_text) {
-  json parsed;
-  try {
-    parsed = json::parse(json_text);
-  } catch (const json::parse_error& e) {
-    throw option_error(std::string("transformer config: not valid JSON: ") + e.what());
-  }
-  if (!parsed.is_object())
-    throw option_error("transformer config: expected a JSON object, got " + parsed.dump());
+  const json parsed = config_detail::parse_object(json_text, "transformer config");
   transformer_config config;
   const std::pair<const char*, std::int64_t*> integers[] = {
       {"sample_size", &config.sample_size},
@@ -121,15 +113,8 @@ transformer_config transformer_config::from_json(std::string_view json_text) {
 }
 
 transformer_config transformer_config::from_file(const std::filesystem::path& path) {
-  std::ifstream in(path);
-  if (!in) throw option_error("transformer config: cannot open " + path.string());
-  std::ostringstream text;
-  text << in.rdbuf();
-  try {
-    return from_json(text.str());
-  } catch (const option_error& e) {
-    throw option_error(path.string() + ": " + e.what());
-  }
+  return config_detail::parse_file(path, "config.json", "transformer config",
+                                   [](const std::string& text) { return from_json(text); });
 }
 
 transformer_config sd35_medium() {

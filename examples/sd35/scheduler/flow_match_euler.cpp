@@ -4,10 +4,9 @@
 
 #include <algorithm>
 #include <cmath>
-#include <fstream>
-#include <sstream>
 #include <string>
 
+#include "sd35/config/config_file.hpp"
 #include "star/core/error.hpp"
 #include "star/core/shape.hpp"
 #include "star/objective/sde_step.hpp"
@@ -44,14 +43,7 @@ void flow_match_euler_config::validate() const {
 }
 
 flow_match_euler_config flow_match_euler_config::from_json(std::string_view json_text) {
-  json parsed;
-  try {
-    parsed = json::parse(json_text);
-  } catch (const json::parse_error& e) {
-    throw option_error(std::string("scheduler config: not valid JSON: ") + e.what());
-  }
-  if (!parsed.is_object())
-    throw option_error("scheduler config: expected a JSON object, got " + parsed.dump());
+  const json parsed = config_detail::parse_object(json_text, "scheduler config");
   const char* const dynamic_shifting_only[] = {"base_shift", "max_shift", "base_image_seq_len",
                                                "max_image_seq_len", "time_shift_type"};
   const char* const must_be_off[] = {"use_dynamic_shifting", "invert_sigmas",
@@ -82,17 +74,8 @@ flow_match_euler_config flow_match_euler_config::from_json(std::string_view json
 }
 
 flow_match_euler_config flow_match_euler_config::from_file(const std::filesystem::path& path) {
-  const auto file =
-      std::filesystem::is_directory(path) ? path / "scheduler_config.json" : path;
-  std::ifstream in(file);
-  if (!in) throw option_error("scheduler config: cannot open " + file.string());
-  std::ostringstream text;
-  text << in.rdbuf();
-  try {
-    return from_json(text.str());
-  } catch (const option_error& e) {
-    throw option_error(file.string() + ": " + e.what());
-  }
+  return config_detail::parse_file(path, "scheduler_config.json", "scheduler config",
+                                   [](const std::string& text) { return from_json(text); });
 }
 
 flow_match_euler_config sd35_medium_scheduler() {

@@ -4,10 +4,9 @@
 
 #include <algorithm>
 #include <cmath>
-#include <fstream>
-#include <sstream>
 #include <string>
 
+#include "sd35/config/config_file.hpp"
 #include "star/core/error.hpp"
 
 namespace star::sd35 {
@@ -90,14 +89,7 @@ void vae_config::validate() const {
 }
 
 vae_config vae_config::from_json(std::string_view json_text) {
-  json parsed;
-  try {
-    parsed = json::parse(json_text);
-  } catch (const json::parse_error& e) {
-    throw option_error(std::string("vae config: not valid JSON: ") + e.what());
-  }
-  if (!parsed.is_object())
-    throw option_error("vae config: expected a JSON object, got " + parsed.dump());
+  const json parsed = config_detail::parse_object(json_text, "vae config");
   vae_config config;
   const std::pair<const char*, std::int64_t*> integers[] = {
       {"in_channels", &config.in_channels},
@@ -150,16 +142,8 @@ vae_config vae_config::from_json(std::string_view json_text) {
 }
 
 vae_config vae_config::from_file(const std::filesystem::path& path) {
-  const auto file = std::filesystem::is_directory(path) ? path / "config.json" : path;
-  std::ifstream in(file);
-  if (!in) throw option_error("vae config: cannot open " + file.string());
-  std::ostringstream text;
-  text << in.rdbuf();
-  try {
-    return from_json(text.str());
-  } catch (const option_error& e) {
-    throw option_error(file.string() + ": " + e.what());
-  }
+  return config_detail::parse_file(path, "config.json", "vae config",
+                                   [](const std::string& text) { return from_json(text); });
 }
 
 vae_config sd35_medium_vae() {
