@@ -74,4 +74,16 @@ inline std::vector<std::pair<at::ScalarType, at::Device>> low_precision_runs() {
   return runs;
 }
 
+/// Requires the module's parameters to be exactly the weights file's tensors, by name and shape.
+inline void require_state_dict_names(torch::nn::Module& module, const std::string& weights_file) {
+  const auto fixture = read_safetensors(fixture_path(weights_file));
+  const auto params = module.named_parameters(/*recurse=*/true);
+  REQUIRE(params.size() == fixture.size());
+  for (const auto& item : params) {
+    INFO(item.key());
+    REQUIRE(fixture.count(item.key()) == 1);
+    REQUIRE(item.value().sizes().vec() == fixture.at(item.key()).dims);
+  }
+}
+
 }  // namespace star::test::text
