@@ -106,6 +106,7 @@ TEST_CASE("T5 parameter names are exactly transformers' state_dict names, embedd
           "[sd35][text][t5]") {
   auto model = fixture_model();
   require_state_dict_names(*model, "t5_encoder_weights.safetensors");
+  const auto params = model->named_parameters(/*recurse=*/true);
   const auto [alias, owner] = star::sd35::t5_encoder_impl::tied_embedding_names();
   REQUIRE(params[alias].is_same(params[owner]));
 }
