@@ -2,32 +2,27 @@
 
 #include <algorithm>
 #include <array>
+#include <optional>
 
+#include "sd35/tokenizers/fix_text.hpp"
+#include "sd35/tokenizers/mapped_text.hpp"
 #include "sd35/tokenizers/unicode.hpp"
 
 namespace star::sd35 {
 namespace {
 
-constexpr char32_t invalid_byte = 0xFFFD;  // decode_utf8 of a byte that is not UTF-8
-
-/// Appends the lower-cased code point (or the raw invalid byte) and its source map.
-void append_normalized(std::string_view prompt, std::size_t at, const unicode::decoded& cp,
-                       clip_normalized_text& out) {
-  const auto source_begin = static_cast<std::int64_t>(at);
-  const auto source_end = static_cast<std::int64_t>(at + cp.length);
-  std::string bytes;
-  if (cp.code_point == invalid_byte && cp.length == 1) {
-    bytes.push_back(prompt[at]);
-  } else {
-    std::u32string lowered;
-    unicode::append_lowercase(cp.code_point, lowered);
-    for (const char32_t c : lowered) unicode::append_utf8(c, bytes);
-  }
-  const bool same_length = bytes.size() == cp.length;
+/// Appends the lower-cased character (or the raw byte it carries) and its source map: byte by
+/// byte where the UTF-8 length equals the source's, else every byte maps to the whole source.
+void append_normalized(const mapped_char& c, clip_normalized_text& out) {
+  std::u32string code_points;
+  unicode::append_lowercase(c.code_point, code_points);  // an escaped byte stays as it is
+  mapped_text lowered;
+  for (const char32_t l : code_points) lowered.push_back({l, c.source});
+  const auto bytes = encode_utf8(lowered);
+  const bool same_length = static_cast<std::int64_t>(bytes.size()) == c.source.end - c.source.begin;
   for (std::size_t i = 0; i < bytes.size(); ++i) {
-    const auto exact = source_begin + static_cast<std::int64_t>(i);
-    out.source.push_back(same_length ? char_span{exact, exact + 1}
-                                     : char_span{source_begin, source_end});
+    const auto exact = c.source.begin + static_cast<std::int64_t>(i);
+    out.source.push_back(same_length ? char_span{exact, exact + 1} : c.source);
   }
   out.text += bytes;
 }
@@ -100,21 +95,18 @@ clip_normalized_text clip_normalize(std::string_view prompt) {
   clip_normalized_text out;
   out.text.reserve(prompt.size());
   out.source.reserve(prompt.size());
-  std::size_t at = 0;
-  std::int64_t space_begin = -1;  // first byte of a pending whitespace run
-  while (at < prompt.size()) {
-    const auto cp = unicode::decode_utf8(prompt, at);
-    if (unicode::is_whitespace(cp.code_point)) {
-      if (space_begin < 0) space_begin = static_cast<std::int64_t>(at);
-    } else {
-      if (space_begin >= 0 && !out.text.empty()) {
-        out.text += ' ';
-        out.source.push_back({space_begin, static_cast<std::int64_t>(at)});
-      }
-      space_begin = -1;
-      append_normalized(prompt, at, cp, out);
+  std::optional<char_span> pending_space;  // a whitespace run not yet written
+  for (const auto& c : fix_text(decode_mapped(prompt))) {
+    if (unicode::is_whitespace(c.code_point)) {
+      pending_space = pending_space ? span_union(*pending_space, c.source) : c.source;
+      continue;
     }
-    at += cp.length;
+    if (pending_space && !out.text.empty()) {
+      out.text += ' ';
+      out.source.push_back(*pending_space);
+    }
+    pending_space.reset();
+    append_normalized(c, out);
   }
   return out;
 }

@@ -3,15 +3,11 @@
 /// @brief CLIP's text preparation before BPE: normalisation with a map back to the prompt's
 /// bytes, and CLIP's pre-tokenisation regex.
 ///
-/// Normalisation is `whitespace_clean(prompt).lower()`: runs of Python `\s` become one space,
-/// the ends are stripped, and every code point is lower-cased as Python's `str.lower()` does.
-/// transformers' CLIPTokenizer (with ftfy installed) and openai/CLIP additionally run
-/// `ftfy.fix_text` (openai also `html.unescape`); without ftfy, transformers uses BERT's
-/// BasicTokenizer instead (NFC, control characters dropped, spaces around CJK). Neither is
-/// done here, so these prompts tokenise differently from the reference (fixture cases 12, 13,
-/// 26, 29-33): curly quotes and apostrophes (ftfy makes them ASCII), fullwidth letters and
-/// ligatures (ftfy NFKC-folds them), mojibake (ftfy repairs it), decomposed accents (NFC),
-/// zero-width / control characters, and HTML entities such as `&amp;` (unescaped by ftfy).
+/// Normalisation is transformers' CLIPTokenizer's (with ftfy installed, as diffusers' SD3
+/// pipeline runs it): `whitespace_clean(ftfy.fix_text(prompt)).lower()`. `fix_text`
+/// (fix_text.hpp) repairs HTML references, mojibake, ligatures, fullwidth forms, curly quotes
+/// and control characters and applies NFC; then runs of Python `\s` become one space, the ends
+/// are stripped, and every code point is lower-cased as Python's `str.lower()` does.
 
 #include <cstdint>
 #include <span>
@@ -33,8 +29,8 @@ struct clip_normalized_text {
   char_span prompt_span(std::size_t begin, std::size_t end) const;
 };
 
-/// @brief `whitespace_clean(prompt).lower()` with the byte map back to `prompt`. Bytes that
-/// are not valid UTF-8 are kept as they are.
+/// @brief `whitespace_clean(fix_text(prompt)).lower()` with the byte map back to `prompt`.
+/// Bytes that are not valid UTF-8 are kept as they are.
 clip_normalized_text clip_normalize(std::string_view prompt);
 
 /// @brief One piece of the pre-tokenised text: bytes `[begin, end)` of the normalised text.
