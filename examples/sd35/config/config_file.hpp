@@ -29,12 +29,15 @@ inline nlohmann::json parse_object(std::string_view text, const std::string& wha
   return parsed;
 }
 
-/// @brief Reads `path`, or `path / default_file` when `path` is a folder, and returns
-/// `parse(text)`; an `option_error` from `parse` gets the file's path in front.
+/// @brief Reads `path`, or `path / default_file` when `path` is a folder (or is missing and
+/// names no `.json` file, so that a missing `text_encoder/` reports its `config.json`), and
+/// returns `parse(text)`; an `option_error` from `parse` gets the file's path in front.
 template <class Parse>
 auto parse_file(const std::filesystem::path& path, const std::string& default_file,
                 const std::string& what, Parse parse) {
-  const auto file = std::filesystem::is_directory(path) ? path / default_file : path;
+  const bool folder = std::filesystem::is_directory(path) ||
+                      (!std::filesystem::exists(path) && path.extension() != ".json");
+  const auto file = folder ? path / default_file : path;
   std::ifstream in(file);
   if (!in) throw option_error(what + ": cannot open " + file.string());
   std::ostringstream text;

@@ -1,40 +1,25 @@
 #include "sd35/mmdit/config.hpp"
 
-#include <algorithm>
 #include <nlohmann/json.hpp>
-#include <string>
 
-#include "sd35/config/config_file.hpp"
+#include <algorithm>
+#include <string>
+#include <vector>
+
+#include "sd35/config/config_keys.hpp"
 #include "star/core/error.hpp"
 
 namespace star::sd35 {
 
 namespace {
 
-using json = nlohmann::json;
+using config_detail::config_keys;
 
-std::int64_t integer_value(const json& value, const std::string& key) {
-  if (!value.is_number_integer())
-    throw option_error("transformer config: key '" + key + "' must be an integer, got " +
-                       value.dump());
-  return value.get<std::int64_t>();
-}
-
-std::vector<std::int64_t> integer_list(const json& value, const std::string& key) {
-  if (value.is_null()) return {};
-  if (!value.is_array())
-    throw option_error("transformer config: key '" + key + "' must be a list of integers, got " +
-                       value.dump());
-  std::vector<std::int64_t> out;
-  for (const auto& item : value) out.push_back(integer_value(item, key));
-  return out;
-}
-
-qk_norm_kind qk_norm_value(const json& value) {
+qk_norm_kind qk_norm_value(const config_keys& keys) {
+  const auto& value = keys.object().at("qk_norm");
   if (value.is_null()) return qk_norm_kind::none;
   if (value.is_string() && value.get<std::string>() == "rms_norm") return qk_norm_kind::rms_norm;
-  throw option_error("transformer config: key 'qk_norm' must be null or \"rms_norm\", got " +
-                     value.dump());
+  keys.fail("qk_norm", "must be null or \"rms_norm\", got " + value.dump());
 }
 
 void require_positive(std::int64_t value, const char* field) {
@@ -80,7 +65,7 @@ void transformer_config::validate() const {
 }
 
 transformer_config transformer_config::from_json(std::string_view json_text) {
-  const json parsed = config_detail::parse_object(json_text, "transformer config");
+  const auto keys = config_keys::parse(json_text, "transformer config");
   transformer_config config;
   const std::pair<const char*, std::int64_t*> integers[] = {
       {"sample_size", &config.sample_size},
@@ -95,18 +80,19 @@ transformer_config transformer_config::from_json(std::string_view json_text) {
       {"out_channels", &config.out_channels},
       {"pos_embed_max_size", &config.pos_embed_max_size},
   };
-  for (const auto& [key, value] : parsed.items()) {
+  for (const auto& [key, value] : keys.object().items()) {
     if (key.starts_with('_')) continue;
     const auto integer = std::find_if(std::begin(integers), std::end(integers),
                                       [&](const auto& entry) { return key == entry.first; });
     if (integer != std::end(integers))
-      *integer->second = integer_value(value, key);
-    else if (key == "dual_attention_layers")
-      config.dual_attention_layers = integer_list(value, key);
+      *integer->second = keys.integer(key);
+    else if (key == "dual_attention_layers")  // null: none
+      config.dual_attention_layers = value.is_null() ? std::vector<std::int64_t>{}
+                                                     : keys.integer_list(key);
     else if (key == "qk_norm")
-      config.qk_norm = qk_norm_value(value);
+      config.qk_norm = qk_norm_value(keys);
     else
-      throw option_error("transformer config: unknown key '" + key + "'");
+      keys.unknown_key(key);
   }
   config.validate();
   return config;

@@ -6,7 +6,7 @@
 #include <cmath>
 #include <string>
 
-#include "sd35/config/config_file.hpp"
+#include "sd35/config/config_keys.hpp"
 #include "star/core/error.hpp"
 #include "star/core/shape.hpp"
 #include "star/objective/sde_step.hpp"
@@ -16,17 +16,12 @@ namespace star::sd35 {
 
 namespace {
 
-using json = nlohmann::json;
+using config_detail::config_keys;
 
-[[noreturn]] void fail(const std::string& key, const std::string& what) {
-  throw option_error("scheduler config: key '" + key + "' " + what);
-}
-
-/// @brief Requires `value` to be `false` (or null): the feature it switches on is not ported.
-void require_off(const json& value, const std::string& key) {
-  if (value.is_null() || (value.is_boolean() && !value.get<bool>())) return;
-  if (!value.is_boolean()) fail(key, "must be true or false, got " + value.dump());
-  fail(key, "is true, but only a static shift is supported (SD3 / SD3.5 use none of it)");
+/// @brief Requires `key` to be `false` (or null): the feature it switches on is not ported.
+void require_off(const config_keys& keys, const std::string& key) {
+  if (keys.object().at(key).is_null() || !keys.boolean(key)) return;
+  keys.fail(key, "is true, but only a static shift is supported (SD3 / SD3.5 use none of it)");
 }
 
 shape shape_of(const at::Tensor& t) { return shape(t.sizes().begin(), t.sizes().end()); }
@@ -43,7 +38,7 @@ void flow_match_euler_config::validate() const {
 }
 
 flow_match_euler_config flow_match_euler_config::from_json(std::string_view json_text) {
-  const json parsed = config_detail::parse_object(json_text, "scheduler config");
+  const auto keys = config_keys::parse(json_text, "scheduler config");
   const char* const dynamic_shifting_only[] = {"base_shift", "max_shift", "base_image_seq_len",
                                                "max_image_seq_len", "time_shift_type"};
   const char* const must_be_off[] = {"use_dynamic_shifting", "invert_sigmas",
@@ -53,20 +48,18 @@ flow_match_euler_config flow_match_euler_config::from_json(std::string_view json
     return std::find(std::begin(table), std::end(table), key) != std::end(table);
   };
   flow_match_euler_config config;
-  for (const auto& [key, value] : parsed.items()) {
+  for (const auto& [key, value] : keys.object().items()) {
     if (key.starts_with('_') || listed(dynamic_shifting_only, key)) continue;
     if (listed(must_be_off, key)) {
-      require_off(value, key);
+      require_off(keys, key);
     } else if (key == "num_train_timesteps") {
-      if (!value.is_number_integer()) fail(key, "must be an integer, got " + value.dump());
-      config.num_train_timesteps = value.get<std::int64_t>();
+      config.num_train_timesteps = keys.integer(key);
     } else if (key == "shift") {
-      if (!value.is_number()) fail(key, "must be a number, got " + value.dump());
-      config.shift = value.get<double>();
+      config.shift = keys.number(key);
     } else if (key == "shift_terminal") {
-      if (!value.is_null()) fail(key, "must be null (terminal shifting is not supported)");
+      if (!value.is_null()) keys.fail(key, "must be null (terminal shifting is not supported)");
     } else {
-      throw option_error("scheduler config: unknown key '" + key + "'");
+      keys.unknown_key(key);
     }
   }
   config.validate();

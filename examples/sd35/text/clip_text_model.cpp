@@ -3,7 +3,8 @@
 #include <cmath>
 #include <limits>
 
-#include "sd35/text/config_json.hpp"
+#include "sd35/config/config_file.hpp"
+#include "sd35/config/config_keys.hpp"
 
 namespace star::sd35 {
 namespace text_detail {
@@ -61,11 +62,11 @@ struct clip_layer : torch::nn::Module {
 
 namespace {
 
-clip_activation parse_activation(const std::string& name, const std::string& origin) {
+clip_activation parse_activation(const config_detail::config_keys& keys) {
+  const auto name = keys.string("hidden_act", "quick_gelu");
   if (name == "quick_gelu") return clip_activation::quick_gelu;
   if (name == "gelu") return clip_activation::gelu;
-  throw star::option_error(origin + ": key 'hidden_act' must be \"quick_gelu\" or \"gelu\", " +
-                           "got \"" + name + "\"");
+  keys.fail("hidden_act", "must be \"quick_gelu\" or \"gelu\", got \"" + name + "\"");
 }
 
 }  // namespace
@@ -107,29 +108,30 @@ clip_text_config clip_text_config::clip_g() {
 
 clip_text_config clip_text_config::from_json(const std::string& json_text,
                                              const std::string& origin) {
-  auto source = text_detail::config_source::parse(json_text, origin);
-  if (!source.has("hidden_size") && source.has("text_config"))
-    source = {source.values.at("text_config"), origin + " (text_config)"};
+  auto keys = config_detail::config_keys::parse(json_text, origin);
+  if (!keys.has("hidden_size") && keys.has("text_config")) keys = keys.nested("text_config");
   const clip_text_config defaults;
   clip_text_config config;
-  config.vocab_size = source.integer("vocab_size", defaults.vocab_size, false);
-  config.hidden_size = source.integer("hidden_size", 0, true);
-  config.intermediate_size = source.integer("intermediate_size", 0, true);
-  config.num_hidden_layers = source.integer("num_hidden_layers", 0, true);
-  config.num_attention_heads = source.integer("num_attention_heads", 0, true);
-  config.projection_dim = source.integer("projection_dim", 0, true);
+  config.vocab_size = keys.integer("vocab_size", defaults.vocab_size);
+  config.hidden_size = keys.integer("hidden_size");
+  config.intermediate_size = keys.integer("intermediate_size");
+  config.num_hidden_layers = keys.integer("num_hidden_layers");
+  config.num_attention_heads = keys.integer("num_attention_heads");
+  config.projection_dim = keys.integer("projection_dim");
   config.max_position_embeddings =
-      source.integer("max_position_embeddings", defaults.max_position_embeddings, false);
-  config.hidden_act = parse_activation(source.text("hidden_act", "quick_gelu", false), origin);
-  config.layer_norm_eps = source.number("layer_norm_eps", defaults.layer_norm_eps);
-  config.eos_token_id = source.integer("eos_token_id", defaults.eos_token_id, false);
-  source.validate(config);
+      keys.integer("max_position_embeddings", defaults.max_position_embeddings);
+  config.hidden_act = parse_activation(keys);
+  config.layer_norm_eps = keys.number("layer_norm_eps", defaults.layer_norm_eps);
+  config.eos_token_id = keys.integer("eos_token_id", defaults.eos_token_id);
+  keys.validate(config);
   return config;
 }
 
 clip_text_config clip_text_config::from_file(const std::filesystem::path& path) {
-  const auto source = text_detail::config_source::read(path);
-  return from_json(source.values.dump(), source.origin);
+  return config_detail::parse_file(path, "config.json", "clip text config",
+                                   [](const std::string& text) {
+                                     return from_json(text, "clip text config");
+                                   });
 }
 
 clip_text_model_impl::clip_text_model_impl(const clip_text_config& config,

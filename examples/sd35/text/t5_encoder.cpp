@@ -5,7 +5,8 @@
 #include <cmath>
 #include <limits>
 
-#include "sd35/text/config_json.hpp"
+#include "sd35/config/config_file.hpp"
+#include "sd35/config/config_keys.hpp"
 
 namespace star::sd35 {
 namespace text_detail {
@@ -148,31 +149,33 @@ t5_encoder_config t5_encoder_config::t5_xxl() { return {}; }
 
 t5_encoder_config t5_encoder_config::from_json(const std::string& json_text,
                                                const std::string& origin) {
-  const auto source = text_detail::config_source::parse(json_text, origin);
+  const auto keys = config_detail::config_keys::parse(json_text, origin);
   const t5_encoder_config defaults;
-  const auto feed_forward = source.text("feed_forward_proj", "", true);
+  const auto feed_forward = keys.string("feed_forward_proj");
   if (feed_forward != "gated-gelu")
-    throw star::option_error(origin + ": key 'feed_forward_proj' must be \"gated-gelu\" (T5 "
-                             "v1.1), got \"" + feed_forward + "\"");
+    keys.fail("feed_forward_proj",
+              "must be \"gated-gelu\" (T5 v1.1), got \"" + feed_forward + "\"");
   t5_encoder_config config;
-  config.vocab_size = source.integer("vocab_size", defaults.vocab_size, false);
-  config.d_model = source.integer("d_model", 0, true);
-  config.d_kv = source.integer("d_kv", 0, true);
-  config.d_ff = source.integer("d_ff", 0, true);
-  config.num_layers = source.integer("num_layers", 0, true);
-  config.num_heads = source.integer("num_heads", 0, true);
-  config.relative_attention_num_buckets = source.integer(
-      "relative_attention_num_buckets", defaults.relative_attention_num_buckets, false);
-  config.relative_attention_max_distance = source.integer(
-      "relative_attention_max_distance", defaults.relative_attention_max_distance, false);
-  config.layer_norm_epsilon = source.number("layer_norm_epsilon", defaults.layer_norm_epsilon);
-  source.validate(config);
+  config.vocab_size = keys.integer("vocab_size", defaults.vocab_size);
+  config.d_model = keys.integer("d_model");
+  config.d_kv = keys.integer("d_kv");
+  config.d_ff = keys.integer("d_ff");
+  config.num_layers = keys.integer("num_layers");
+  config.num_heads = keys.integer("num_heads");
+  config.relative_attention_num_buckets =
+      keys.integer("relative_attention_num_buckets", defaults.relative_attention_num_buckets);
+  config.relative_attention_max_distance =
+      keys.integer("relative_attention_max_distance", defaults.relative_attention_max_distance);
+  config.layer_norm_epsilon = keys.number("layer_norm_epsilon", defaults.layer_norm_epsilon);
+  keys.validate(config);
   return config;
 }
 
 t5_encoder_config t5_encoder_config::from_file(const std::filesystem::path& path) {
-  const auto source = text_detail::config_source::read(path);
-  return from_json(source.values.dump(), source.origin);
+  return config_detail::parse_file(path, "config.json", "t5 encoder config",
+                                   [](const std::string& text) {
+                                     return from_json(text, "t5 encoder config");
+                                   });
 }
 
 t5_encoder_impl::t5_encoder_impl(const t5_encoder_config& config,

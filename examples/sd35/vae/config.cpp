@@ -6,7 +6,7 @@
 #include <cmath>
 #include <string>
 
-#include "sd35/config/config_file.hpp"
+#include "sd35/config/config_keys.hpp"
 #include "star/core/error.hpp"
 
 namespace star::sd35 {
@@ -14,42 +14,22 @@ namespace star::sd35 {
 namespace {
 
 using json = nlohmann::json;
-
-[[noreturn]] void fail(const std::string& key, const std::string& what) {
-  throw option_error("vae config: key '" + key + "' " + what);
-}
-
-std::int64_t integer_value(const json& value, const std::string& key) {
-  if (!value.is_number_integer()) fail(key, "must be an integer, got " + value.dump());
-  return value.get<std::int64_t>();
-}
-
-bool boolean_value(const json& value, const std::string& key) {
-  if (!value.is_boolean()) fail(key, "must be true or false, got " + value.dump());
-  return value.get<bool>();
-}
+using config_detail::config_keys;
 
 /// @brief A number; JSON null reads as `if_null` (diffusers' `shift_factor: null` means 0).
-double number_value(const json& value, const std::string& key, double if_null) {
-  if (value.is_null()) return if_null;
-  if (!value.is_number()) fail(key, "must be a number, got " + value.dump());
-  return value.get<double>();
+double number_or_null(const config_keys& keys, const std::string& key, double if_null) {
+  return keys.object().at(key).is_null() ? if_null : keys.number(key);
 }
 
-std::vector<std::int64_t> integer_list(const json& value, const std::string& key) {
-  if (!value.is_array()) fail(key, "must be a list of integers, got " + value.dump());
-  std::vector<std::int64_t> out;
-  for (const auto& item : value) out.push_back(integer_value(item, key));
-  return out;
-}
-
-/// @brief Requires `value` (a string or a list of strings) to be `allowed` throughout; returns
-/// the number of entries.
-std::size_t require_only(const json& value, const std::string& key, std::string_view allowed) {
+/// @brief Requires the value at `key` (a string or a list of strings) to be `allowed`
+/// throughout; returns the number of entries.
+std::size_t require_only(const config_keys& keys, const std::string& key,
+                         std::string_view allowed) {
+  const auto& value = keys.object().at(key);
   const auto check = [&](const json& item) {
     if (!item.is_string() || item.get<std::string>() != allowed)
-      fail(key, "must be \"" + std::string(allowed) + "\" (the only kind supported), got " +
-                    item.dump());
+      keys.fail(key, "must be \"" + std::string(allowed) + "\" (the only kind supported), got " +
+                         item.dump());
   };
   if (!value.is_array()) {
     check(value);
@@ -89,7 +69,7 @@ void vae_config::validate() const {
 }
 
 vae_config vae_config::from_json(std::string_view json_text) {
-  const json parsed = config_detail::parse_object(json_text, "vae config");
+  const auto keys = config_keys::parse(json_text, "vae config");
   vae_config config;
   const std::pair<const char*, std::int64_t*> integers[] = {
       {"in_channels", &config.in_channels},
@@ -109,34 +89,35 @@ vae_config vae_config::from_json(std::string_view json_text) {
                         [&](const auto& entry) { return key == entry.first; });
   };
   std::size_t up_block_count = 0;
-  for (const auto& [key, value] : parsed.items()) {
+  for (const auto& [key, value] : keys.object().items()) {
     if (key.starts_with('_') ||
         std::find(std::begin(ignored), std::end(ignored), key) != std::end(ignored))
       continue;
     if (const auto integer = find(integers, key); integer != std::end(integers))
-      *integer->second = integer_value(value, key);
+      *integer->second = keys.integer(key);
     else if (const auto boolean = find(booleans, key); boolean != std::end(booleans))
-      *boolean->second = boolean_value(value, key);
+      *boolean->second = keys.boolean(key);
     else if (key == "block_out_channels")
-      config.block_out_channels = integer_list(value, key);
+      config.block_out_channels = keys.integer_list(key);
     else if (key == "scaling_factor")
-      config.scaling_factor = number_value(value, key, config.scaling_factor);
+      config.scaling_factor = number_or_null(keys, key, config.scaling_factor);
     else if (key == "shift_factor")
-      config.shift_factor = number_value(value, key, 0.0);
+      config.shift_factor = number_or_null(keys, key, 0.0);
     else if (key == "act_fn")
-      require_only(value, key, "silu");
+      require_only(keys, key, "silu");
     else if (key == "up_block_types")
-      up_block_count = require_only(value, key, "UpDecoderBlock2D");
+      up_block_count = require_only(keys, key, "UpDecoderBlock2D");
     else if (key == "latents_mean" || key == "latents_std") {
       if (!value.is_null())
-        fail(key, "must be null: per-channel latent statistics are not supported (SD3 has none)");
+        keys.fail(key,
+                  "must be null: per-channel latent statistics are not supported (SD3 has none)");
     } else
-      throw option_error("vae config: unknown key '" + key + "'");
+      keys.unknown_key(key);
   }
-  if (parsed.contains("up_block_types") && up_block_count != config.block_out_channels.size())
-    fail("up_block_types", "must have one entry per block_out_channels entry (" +
-                               std::to_string(config.block_out_channels.size()) + "), got " +
-                               std::to_string(up_block_count));
+  if (keys.has("up_block_types") && up_block_count != config.block_out_channels.size())
+    keys.fail("up_block_types", "must have one entry per block_out_channels entry (" +
+                                    std::to_string(config.block_out_channels.size()) +
+                                    "), got " + std::to_string(up_block_count));
   config.validate();
   return config;
 }
