@@ -1,0 +1,205 @@
+// star-torch-bench: STAR's operators on LibTorch at SD3.5-Medium shapes, on the CPU or a CUDA
+// device, against the bandwidth measured in the same run and an SD3.5-M joint attention block
+// forward (see readout.hpp, update.hpp, sd35_block.hpp for the variants).
+//
+// Usage: star-torch-bench [--device cpu|cuda] [--quick] [--batches 8,32] [OUT.json]
+// Writes one JSON document to stdout and, when given, to OUT.json. Default device: cuda when
+// available, else cpu. Default batches: 8 and 32 on CUDA, 8 on the CPU (a batch-32 block
+// forward takes tens of seconds there).
+
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+#include <torch/cuda.h>
+#include <torch/version.h>
+
+#include <cstdint>
+#include <cstdio>
+#include <fstream>
+#include <optional>
+#include <sstream>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "readout.hpp"
+#include "report.hpp"
+#include "sd35_block.hpp"
+#include "timing.hpp"
+#include "update.hpp"
+#ifdef STAR_BENCH_TORCH_CUDA
+#include <ATen/cuda/CUDAContext.h>
+#endif
+
+namespace {
+
+using namespace star::bench;
+
+constexpr double readout_limit = 0.02;  // read-out of one block < 2% of its forward
+constexpr double update_limit = 0.01;   // allocation + objective < 1% of 24 block forwards
+
+struct arguments {
+  at::Device device = at::kCPU;
+  bool quick = false;
+  std::vector<std::int64_t> batches;
+  std::optional<std::string> out;
+};
+
+std::vector<std::int64_t> parse_batches(const std::string& list) {
+  std::vector<std::int64_t> batches;
+  std::stringstream items(list);
+  for (std::string item; std::getline(items, item, ',');) batches.push_back(std::stoll(item));
+  return batches;
+}
+
+arguments parse(int argc, char** argv) {
+  arguments args;
+  args.device = torch::cuda::is_available() ? at::Device(at::kCUDA) : at::Device(at::kCPU);
+  for (int i = 1; i < argc; ++i) {
+    const std::string arg = argv[i];
+    if (arg == "--device" && i + 1 < argc)
+      args.device = at::Device(argv[++i]);
+    else if (arg == "--quick")
+      args.quick = true;
+    else if (arg == "--batches" && i + 1 < argc)
+      args.batches = parse_batches(argv[++i]);
+    else if (!arg.starts_with("--") && !args.out)
+      args.out = arg;
+    else
+      throw std::invalid_argument(
+          "usage: star-torch-bench [--device cpu|cuda] [--quick] "
+          "[--batches 8,32] [OUT.json]");
+  }
+  if (args.device.is_cuda() && !torch::cuda::is_available())
+    throw std::invalid_argument("--device cuda: no CUDA device (or LibTorch without CUDA)");
+  if (args.batches.empty())
+    args.batches =
+        args.device.is_cuda() ? std::vector<std::int64_t>{8, 32} : std::vector<std::int64_t>{8};
+  return args;
+}
+
+timing_plan plan_for(const arguments& args) {
+  if (args.device.is_cuda())
+    return args.quick ? timing_plan{1, 3, 5, 0.5} : timing_plan{3, 5, 15, 2.0};
+  return args.quick ? timing_plan{1, 1, 1, 0.0} : timing_plan{1, 3, 10, 3.0};
+}
+
+std::string device_name(at::Device device) {
+#ifdef STAR_BENCH_TORCH_CUDA
+  if (device.is_cuda())
+    return at::cuda::getDeviceProperties(device.index() < 0 ? 0 : device.index())->name;
+#endif
+  std::ifstream cpuinfo("/proc/cpuinfo");
+  for (std::string line; std::getline(cpuinfo, line);)
+    if (line.starts_with("model name")) return line.substr(line.find(':') + 2);
+  return device.str();
+}
+
+/// Bytes per second of a large device copy (read + write): 1 GiB on CUDA, 512 MiB on the CPU.
+void measure_bandwidth(const timer& t, report& r, at::Device device) {
+  const std::int64_t floats = device.is_cuda() ? (1 << 28) : (1 << 27);
+  const auto options = at::TensorOptions().device(device).dtype(at::kFloat);
+  const at::Tensor source = at::ones({floats}, options);   // [floats]
+  const at::Tensor target = at::empty({floats}, options);  // [floats]
+  const double seconds = t.median_seconds([&] { target.copy_(source); });
+  const double bytes = 2.0 * sizeof(float) * static_cast<double>(floats);
+  r.set_bandwidth(bytes / seconds);
+  r.add_time("bandwidth_copy/" + std::to_string(floats * sizeof(float) >> 20) + "MiB", seconds,
+             bytes);
+}
+
+std::string lse_source_name(star::libtorch::attention_lse_source source) {
+  switch (source) {
+    case star::libtorch::attention_lse_source::fused_cpu_flash:
+      return "fused_cpu_flash";
+    case star::libtorch::attention_lse_source::fused_cuda_efficient:
+      return "fused_cuda_efficient";
+    case star::libtorch::attention_lse_source::chunked:
+      break;
+  }
+  return "chunked";
+}
+
+/// The block forward, the read-outs and the update variants at one batch size.
+void bench_batch(const timer& t, report& r, at::Device device, std::int64_t batch) {
+  const std::string b = "/B" + std::to_string(batch);
+  const star::libtorch::backend be(device);
+  const auto block_dtype = device.is_cuda() ? at::kBFloat16 : at::kFloat;
+  const sd35m::joint_block block(batch, at::TensorOptions().device(device).dtype(block_dtype));
+  const double block_seconds = t.median_seconds([&] { block.forward(sd35m::plain_attention); });
+  r.add_time("block_forward" + b, block_seconds);
+  r.add_time("block_forward_keeping_lse" + b,
+             t.median_seconds([&] { block.forward(sd35m::attention_keeping_lse); }));
+
+  const sd35m::projected qkv = block.project();
+  const auto attention = star::libtorch::attention_with_lse(qkv.q, qkv.k, qkv.v, sd35m::scale);
+  r.fact("lse_source" + b, report::quoted(lse_source_name(attention.source)));
+  const at::Tensor lse = attention.lse.to(at::kFloat);  // [B, H, T]
+  for (const std::int64_t selected : {1, 16}) {
+    const readout_inputs in = make_readout_inputs(qkv, lse, selected);
+    const std::string s = b + "/S" + std::to_string(selected);
+    for (const auto& variant : readout_variants(in, be)) {
+      const double seconds = t.median_seconds(variant.run);
+      r.add_time("readout/" + variant.name + s, seconds, readout_bytes(in));
+      if (selected == 16)
+        r.add_ratio("readout_over_block_forward/" + variant.name + s, seconds / block_seconds,
+                    readout_limit);
+    }
+  }
+
+  const update_inputs in = make_update_inputs(batch, device);
+  for (const auto& variant : update_variants(in, be)) {
+    const double allocation = t.median_seconds(variant.allocate);
+    const double objective = t.median_seconds(variant.objective);
+    r.add_time("allocation/" + variant.name + b, allocation, allocation_bytes(in));
+    r.add_time("token_objective_fwd_bwd/" + variant.name + b, objective, objective_bytes(in));
+    r.add_ratio("allocation_objective_over_24_block_forwards/" + variant.name + b,
+                (allocation + objective) / (sd35m::blocks * block_seconds), update_limit);
+  }
+}
+
+std::string json_list(const std::vector<std::int64_t>& values) {
+  std::string out = "[";
+  for (std::size_t i = 0; i < values.size(); ++i)
+    out += (i ? ", " : "") + std::to_string(values[i]);
+  return out + "]";
+}
+
+bool fused_built() {
+#ifdef STAR_BENCH_FUSED
+  return true;
+#else
+  return false;
+#endif
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  arguments args;
+  try {
+    args = parse(argc, argv);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "%s\n", e.what());
+    std::printf("{\"error\": %s}\n", report::quoted(e.what()).c_str());
+    return 2;
+  }
+  const timer t(args.device, plan_for(args));
+  report r;
+  r.fact("device", report::quoted(device_name(args.device)));
+  r.fact("device_type", report::quoted(args.device.is_cuda() ? "cuda" : "cpu"));
+  r.fact("torch_version", report::quoted(TORCH_VERSION));
+  r.fact("threads", std::to_string(at::get_num_threads()));
+  r.fact("fused_cuda_kernels", args.device.is_cuda() && fused_built() ? "true" : "false");
+  r.fact("quick", args.quick ? "true" : "false");
+  r.fact("repeats", "{\"warmup\": " + std::to_string(t.plan().warmup) +
+                        ", \"min\": " + std::to_string(t.plan().min_repeats) +
+                        ", \"max\": " + std::to_string(t.plan().max_repeats) + "}");
+  r.fact("batches", json_list(args.batches));
+  measure_bandwidth(t, r, args.device);
+  for (const std::int64_t batch : args.batches) bench_batch(t, r, args.device, batch);
+
+  const std::string json = r.json();
+  std::fputs(json.c_str(), stdout);
+  if (args.out) std::ofstream(*args.out) << json;
+  return 0;
+}

@@ -1,0 +1,81 @@
+#pragma once
+// The one record writer of star-torch-bench: run facts, timed records (with their fraction of
+// the bandwidth measured in the same run) and ratio records (with the limit they are held to),
+// written as one JSON document.
+
+#include <sstream>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace star::bench {
+
+/// One result: a time, or a ratio of times.
+struct record {
+  std::string name;
+  double value = 0.0;   ///< seconds, or the ratio
+  double bytes = 0.0;   ///< time records: the least traffic of the operation (0: not memory-bound)
+  double limit = -1.0;  ///< ratio records: the requirement `value < limit`; < 0 for time records
+};
+
+/// Collects the run facts and the records; `json()` writes them.
+class report {
+ public:
+  /// A run fact; `value` is already JSON (use `quoted` for strings).
+  void fact(std::string key, std::string value) {
+    facts_.emplace_back(std::move(key), std::move(value));
+  }
+
+  /// The copy bandwidth every `fraction_of_bandwidth` is relative to, bytes per second.
+  void set_bandwidth(double bytes_per_second) {
+    bandwidth_ = bytes_per_second;
+    fact("bandwidth_bytes_per_s", number(bytes_per_second));
+  }
+
+  void add_time(std::string name, double seconds, double bytes = 0.0) {
+    records_.push_back({std::move(name), seconds, bytes, -1.0});
+  }
+  void add_ratio(std::string name, double ratio, double limit) {
+    records_.push_back({std::move(name), ratio, 0.0, limit});
+  }
+
+  std::string json() const {
+    std::string out = "{\n";
+    for (const auto& [key, value] : facts_) out += "  " + quoted(key) + ": " + value + ",\n";
+    out += "  \"results\": [\n";
+    for (std::size_t i = 0; i < records_.size(); ++i)
+      out += "    " + entry(records_[i]) + (i + 1 < records_.size() ? ",\n" : "\n");
+    return out + "  ]\n}\n";
+  }
+
+  static std::string quoted(const std::string& text) {
+    std::string out = "\"";
+    for (const char c : text)
+      out += (c == '"' || c == '\\') ? std::string{'\\', c} : std::string{c};
+    return out + "\"";
+  }
+  static std::string number(double value) {
+    std::ostringstream out;
+    out.precision(6);
+    out << value;
+    return out.str();
+  }
+
+ private:
+  std::vector<std::pair<std::string, std::string>> facts_;
+  std::vector<record> records_;
+  double bandwidth_ = 0.0;
+
+  std::string entry(const record& r) const {
+    std::string out = "{\"name\": " + quoted(r.name);
+    if (r.limit >= 0.0)
+      return out + ", \"ratio\": " + number(r.value) + ", \"limit\": " + number(r.limit) +
+             ", \"within_limit\": " + (r.value < r.limit ? "true" : "false") + "}";
+    out += ", \"seconds\": " + number(r.value);
+    if (r.bytes > 0.0 && bandwidth_ > 0.0)
+      out += ", \"fraction_of_bandwidth\": " + number(r.bytes / r.value / bandwidth_);
+    return out + "}";
+  }
+};
+
+}  // namespace star::bench

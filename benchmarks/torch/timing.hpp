@@ -1,0 +1,59 @@
+#pragma once
+// The one timing loop of star-torch-bench: the median wall time of repeated calls after a
+// warm-up, the device synchronised after each call so that queued CUDA work is counted.
+
+#include <ATen/ATen.h>
+#include <torch/cuda.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstddef>
+#include <functional>
+#include <vector>
+
+namespace star::bench {
+
+/// How many calls one measurement makes.
+struct timing_plan {
+  int warmup = 3;                ///< untimed calls first (allocator, kernel selection, caches)
+  std::size_t min_repeats = 5;   ///< timed calls at least
+  std::size_t max_repeats = 15;  ///< timed calls at most
+  double budget_seconds = 2.0;   ///< no timed call past min_repeats once this much is spent
+};
+
+/// Times calls on one device with one plan.
+class timer {
+ public:
+  timer(at::Device device, timing_plan plan) : device_(device), plan_(plan) {}
+
+  const timing_plan& plan() const { return plan_; }
+
+  /// Median seconds of one call of `f`.
+  double median_seconds(const std::function<void()>& f) const {
+    for (int i = 0; i < plan_.warmup; ++i) f();
+    synchronize();
+    std::vector<double> times;
+    double spent = 0.0;
+    while (times.size() < plan_.max_repeats &&
+           (times.size() < plan_.min_repeats || spent < plan_.budget_seconds)) {
+      const auto start = std::chrono::steady_clock::now();
+      f();
+      synchronize();
+      times.push_back(
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+      spent += times.back();
+    }
+    std::sort(times.begin(), times.end());
+    return times[times.size() / 2];
+  }
+
+ private:
+  at::Device device_;
+  timing_plan plan_;
+
+  void synchronize() const {
+    if (device_.is_cuda()) torch::cuda::synchronize(device_.index());
+  }
+};
+
+}  // namespace star::bench
