@@ -31,6 +31,7 @@
 #include "star/core/error.hpp"
 #include "star/core/nd_index.hpp"
 #include "star/core/shape.hpp"
+#include "star/torch/device_match.hpp"
 #include "star/torch/error_guard.hpp"
 
 namespace star::libtorch {
@@ -71,7 +72,7 @@ class backend {
     if (!at::isFloatingType(t.scalar_type()))
       throw value_error(std::string(arg) + ": expected a floating dtype, got " +
                         c10::toString(t.scalar_type()));
-    if (t.device() != device_)
+    if (!device_matches(t.device(), device_))
       throw value_error(std::string(arg) + ": expected a tensor on " + device_.str() +
                         ", got one on " + t.device().str());
     return guarded(arg, [&] { return t.to(dtype_); });  // t's shape

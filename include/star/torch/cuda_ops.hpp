@@ -203,9 +203,11 @@ class token_objective_function : public torch::autograd::Function<token_objectiv
   static torch::autograd::variable_list forward(
       torch::autograd::AutogradContext* ctx, const at::Tensor& log_prob,
       const at::Tensor& old_log_prob, const at::Tensor& allocation, const at::Tensor& advantages,
-      const at::Tensor& step_weights, const at::Tensor& kl, double clip_range, double beta,
-      bool kl_weighted_by_allocation) {
-    const auto prepared = prepare(log_prob, old_log_prob, allocation, advantages, step_weights, kl);
+      const at::Tensor& step_weights, const at::Tensor& kl, bool has_step_weights, bool has_kl,
+      double clip_range, double beta, bool kl_weighted_by_allocation) {
+    const auto prepared = prepare(log_prob, old_log_prob, allocation, advantages,
+                                  has_step_weights ? step_weights : at::Tensor(),
+                                  has_kl ? kl : at::Tensor());
     ctx->save_for_backward(prepared);
     ctx->saved_data["clip_range"] = clip_range;
     ctx->saved_data["beta"] = beta;
@@ -222,8 +224,12 @@ class token_objective_function : public torch::autograd::Function<token_objectiv
                  in, params, reinterpret_cast<star::cuda::token_objective_totals*>(totals.data_ptr<float>()),
                  scratch.data_ptr(), bytes, cuda_detail::current_stream(device));
            });
-    ctx->mark_non_differentiable({totals.slice(0, 1, 6)});
-    return {totals.select(0, 0), totals.slice(0, 1, 6)};  // [], [5]
+    // two tensors of their own: LibTorch 2.x gives no grad_fn to an output that is a view of
+    // the same base as a non-differentiable one
+    const at::Tensor loss = totals.select(0, 0).clone();      // []
+    const at::Tensor metrics = totals.slice(0, 1, 6).clone();  // [5]
+    ctx->mark_non_differentiable({metrics});
+    return {loss, metrics};
   }
 
   /// @brief `d loss / d log_prob` and `d loss / d kl` from the fused gradient kernel.
@@ -252,7 +258,7 @@ class token_objective_function : public torch::autograd::Function<token_objectiv
            });
     return {d_log_prob.to(log_prob.scalar_type()), at::Tensor(), at::Tensor(), at::Tensor(),
             at::Tensor(), has_kl ? d_kl.to(saved[5].scalar_type()) : at::Tensor(),
-            at::Tensor(), at::Tensor(), at::Tensor()};
+            at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
   }
 
  private:
@@ -310,9 +316,13 @@ inline torch::autograd::variable_list token_objective_cuda(
     const at::Tensor& log_prob, const at::Tensor& old_log_prob, const at::Tensor& allocation,
     const at::Tensor& advantages, const at::Tensor& step_weights = {}, const at::Tensor& kl = {},
     const cuda_token_objective_options& options = {}) {
-  return token_objective_function::apply(log_prob, old_log_prob, allocation, advantages,
-                                         step_weights, kl, options.token_clip_range, options.beta,
-                                         options.kl_weighted_by_allocation);
+  // LibTorch 2.x records the device of every tensor argument of a custom Function, which an
+  // undefined tensor has not: an input left out travels as an empty placeholder and a flag.
+  const at::Tensor absent = at::empty({0}, log_prob.options());  // [0]
+  return token_objective_function::apply(
+      log_prob, old_log_prob, allocation, advantages, step_weights.defined() ? step_weights : absent,
+      kl.defined() ? kl : absent, step_weights.defined(), kl.defined(), options.token_clip_range,
+      options.beta, options.kl_weighted_by_allocation);
 }
 
 }  // namespace star::libtorch

@@ -15,6 +15,7 @@
 #include "star/core/error.hpp"
 #include "star/core/shape.hpp"
 #include "star/core/strided_view.hpp"
+#include "star/torch/device_match.hpp"
 
 namespace star::libtorch {
 
@@ -63,7 +64,7 @@ strided_view<T, Rank> view_of(const at::Tensor& t, std::string_view arg,
   if (dims.size() != Rank)
     throw shape_error(name + ": expected rank " + std::to_string(Rank) + ", got shape " +
                       to_string(dims));
-  if (expected_device && t.device() != *expected_device)
+  if (expected_device && !device_matches(t.device(), *expected_device))
     throw value_error(name + ": expected a tensor on " + expected_device->str() +
                       ", got one on " + t.device().str());
   strided_view<T, Rank> view{static_cast<T*>(const_cast<void*>(t.data_ptr())), {}, {}};
