@@ -107,18 +107,6 @@ void measure_bandwidth(const timer& t, report& r, at::Device device) {
              bytes);
 }
 
-std::string lse_source_name(star::libtorch::attention_lse_source source) {
-  switch (source) {
-    case star::libtorch::attention_lse_source::fused_cpu_flash:
-      return "fused_cpu_flash";
-    case star::libtorch::attention_lse_source::fused_cuda_efficient:
-      return "fused_cuda_efficient";
-    case star::libtorch::attention_lse_source::chunked:
-      break;
-  }
-  return "chunked";
-}
-
 /// The block forward, the read-outs and the update variants at one batch size.
 void bench_batch(const timer& t, report& r, at::Device device, std::int64_t batch) {
   const std::string b = "/B" + std::to_string(batch);
@@ -132,7 +120,7 @@ void bench_batch(const timer& t, report& r, at::Device device, std::int64_t batc
 
   const sd35m::projected qkv = block.project();
   const auto attention = star::libtorch::attention_with_lse(qkv.q, qkv.k, qkv.v, sd35m::scale);
-  r.fact("lse_source" + b, report::quoted(lse_source_name(attention.source)));
+  r.fact("lse_source" + b, report::quoted(star::libtorch::source_name(attention.source)));
   const at::Tensor lse = attention.lse.to(at::kFloat);  // [B, H, T]
   for (const std::int64_t selected : {1, 16}) {
     const readout_inputs in = make_readout_inputs(qkv, lse, selected);

@@ -81,15 +81,7 @@ at::Tensor train_step(const bench_model& model, const step_inputs& in,
 std::string lse_source(const arguments& args, const sd35::transformer_config& config) {
   const auto probe = at::randn({1, config.num_attention_heads, 8, config.attention_head_dim})
                          .to(args.device, args.dtype);  // [1, H, 8, D]
-  switch (libtorch::attention_with_lse(probe, probe, probe).source) {
-    case libtorch::attention_lse_source::fused_cpu_flash:
-      return "fused_cpu_flash";
-    case libtorch::attention_lse_source::fused_cuda_efficient:
-      return "fused_cuda_efficient";
-    case libtorch::attention_lse_source::chunked:
-      return "chunked";
-  }
-  return "unknown";
+  return libtorch::source_name(libtorch::attention_with_lse(probe, probe, probe).source);
 }
 
 }  // namespace star::step_bench

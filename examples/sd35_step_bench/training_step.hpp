@@ -59,7 +59,7 @@ at::Tensor train_step(const bench_model& model, const step_inputs& in,
                       const sd35::forward_options& options);
 
 /// @brief Which kernel gives the observer's LSE for `--device` and `--dtype` (a small probe
-/// call): fused_cpu_flash, fused_cuda_efficient or chunked.
+/// call), as `libtorch::source_name` names it.
 std::string lse_source(const arguments& args, const sd35::transformer_config& config);
 
 }  // namespace star::step_bench

@@ -8,7 +8,10 @@
 /// Which kernel gives the LSE (`attention_lse_source`):
 /// - LibTorch >= 2.3 on the CPU: `at::_scaled_dot_product_flash_attention_for_cpu`, whose
 ///   `logsumexp` is `[B, H, T]` in natural log.
-/// - LibTorch >= 2.1 on CUDA: `at::_scaled_dot_product_efficient_attention` with
+/// - LibTorch >= 2.2 on CUDA in float16 / bfloat16: `at::_scaled_dot_product_flash_attention`,
+///   whose `logsumexp` is `[B, H, T]` in natural log (the kernel SDPA itself prefers, so keeping
+///   the LSE costs nothing).
+/// - LibTorch >= 2.1 on CUDA otherwise: `at::_scaled_dot_product_efficient_attention` with
 ///   `compute_log_sumexp = true`, whose `log_sumexp` is `[B, H, T']` with `T'` padded up to a
 ///   multiple of 32, natural log; the padding is sliced off.
 /// - Otherwise (LibTorch 1.x, a dtype or alignment the fused kernel rejects): an online
@@ -50,9 +53,25 @@ namespace star::libtorch {
 /// @brief Where the LSE of `attention_with_lse` came from.
 enum class attention_lse_source {
   fused_cpu_flash,       ///< `_scaled_dot_product_flash_attention_for_cpu` (LibTorch >= 2.3)
+  fused_cuda_flash,      ///< `_scaled_dot_product_flash_attention` (LibTorch >= 2.2)
   fused_cuda_efficient,  ///< `_scaled_dot_product_efficient_attention` (LibTorch >= 2.1)
   chunked,               ///< star's online softmax over key chunks
 };
+
+/// @brief The enumerator's name, e.g. `"fused_cuda_flash"`.
+inline const char* source_name(attention_lse_source source) {
+  switch (source) {
+    case attention_lse_source::fused_cpu_flash:
+      return "fused_cpu_flash";
+    case attention_lse_source::fused_cuda_flash:
+      return "fused_cuda_flash";
+    case attention_lse_source::fused_cuda_efficient:
+      return "fused_cuda_efficient";
+    case attention_lse_source::chunked:
+      break;
+  }
+  return "chunked";
+}
 
 /// @brief The attention output and the row log-sum-exp of every query.
 struct attention_with_lse_result {
@@ -142,6 +161,19 @@ inline std::optional<attention_with_lse_result> fused_attention(
       return attention_with_lse_result{output, lse, attention_lse_source::fused_cpu_flash};
     } catch (const c10::Error&) {
       return std::nullopt;
+    }
+  }
+#endif
+#if STAR_TORCH_VERSION_AT_LEAST(2, 2)
+  if (q.device().is_cuda() && (q.scalar_type() == at::kHalf || q.scalar_type() == at::kBFloat16)) {
+    try {
+      const auto flash = at::_scaled_dot_product_flash_attention(
+          q, k, v, /*dropout_p=*/0.0, /*is_causal=*/false, /*return_debug_mask=*/false,
+          /*scale=*/scale);  // output [B, H, T, Dv], logsumexp [B, H, T], ...
+      return attention_with_lse_result{std::get<0>(flash), std::get<1>(flash).slice(2, 0, q.size(2)),
+                                       attention_lse_source::fused_cuda_flash};
+    } catch (const c10::Error&) {
+      // shapes the flash kernel rejects (e.g. a head dimension it lacks): the next kernel
     }
   }
 #endif
