@@ -20,8 +20,13 @@ namespace readout_detail {
 
 /// @brief Columns handled by one launch (their partial dot products live in registers).
 inline constexpr int chunk_columns = 16;
-/// @brief Image rows per CUDA block (one thread each).
-inline constexpr int rows_per_block = 64;
+/// @brief Threads that share one image row: each takes every 8th element of `D`, so that
+/// neighbouring threads read neighbouring elements of the row (coalesced for `D`-contiguous q).
+inline constexpr int threads_per_row = 8;
+/// @brief Image rows per CUDA block.
+inline constexpr int rows_per_block = 32;
+/// @brief Threads per CUDA block.
+inline constexpr int block_threads = threads_per_row * rows_per_block;
 
 /// @brief Up to `chunk_columns` selected columns, passed by value as a kernel parameter.
 struct column_chunk {
@@ -33,7 +38,8 @@ struct column_chunk {
 
 /// @brief Per (head, batch, image row), the weighted sum over the chunk's columns of the
 /// probabilities, added to `partial[h][b][n]` (written on the first chunk). Grid
-/// `(ceil(N / rows_per_block), B, H)`; dynamic shared memory: `chunk_columns * D` floats.
+/// `(ceil(N / rows_per_block), B, H)` of `block_threads`; dynamic shared memory:
+/// `chunk_columns * D` floats.
 template <class T>
 __global__ void selected_columns_kernel(strided_view<const T, 4> q, strided_view<const T, 4> k,
                                         strided_view<const float, 3> lse, column_chunk chunk,
@@ -47,15 +53,25 @@ __global__ void selected_columns_kernel(strided_view<const T, 4> q, strided_view
     keys[i] = j < chunk.count ? to_float(k(b, h, chunk.position[j], d)) : 0.0f;
   }
   __syncthreads();
-  const std::int64_t n = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
-  if (n >= image_tokens) return;
-
+  const int lane = static_cast<int>(threadIdx.x) % threads_per_row;
+  const std::int64_t n = static_cast<std::int64_t>(blockIdx.x) * rows_per_block +
+                         static_cast<std::int64_t>(threadIdx.x) / threads_per_row;
   float dot[chunk_columns] = {};
-  for (std::int64_t d = 0; d < head_dim; ++d) {
-    const float qd = to_float(q(b, h, image_begin + n, d));
+  if (n < image_tokens) {
+    const T* row = &q(b, h, image_begin + n, 0);
+    for (std::int64_t d = lane; d < head_dim; d += threads_per_row) {
+      const float qd = to_float(row[d * q.strides[3]]);
 #pragma unroll
-    for (int j = 0; j < chunk_columns; ++j) dot[j] += qd * keys[j * head_dim + d];
+      for (int j = 0; j < chunk_columns; ++j) dot[j] += qd * keys[j * head_dim + d];
+    }
   }
+  // the row's threads are adjacent lanes of one warp: every lane takes part in the shuffles
+#pragma unroll
+  for (int j = 0; j < chunk_columns; ++j)
+#pragma unroll
+    for (int offset = threads_per_row / 2; offset > 0; offset /= 2)
+      dot[j] += __shfl_xor_sync(0xffffffffu, dot[j], offset);
+  if (n >= image_tokens || lane != 0) return;
   const float row_lse = lse(b, h, n);
   float weighted = 0.0f;
 #pragma unroll
@@ -129,7 +145,7 @@ cudaError_t accumulate_relevance(const readout_inputs<T>& in, const token_layout
       chunk.position[j] = layout.text_begin() + in.columns[first + j];
       chunk.weight[j] = in.weights[first + j];
     }
-    selected_columns_kernel<T><<<grid, rows_per_block, shared, stream>>>(
+    selected_columns_kernel<T><<<grid, block_threads, shared, stream>>>(
         in.q, in.k, in.lse, chunk, layout.image_begin(), in.scale, first == 0, partial,
         probabilities);
     if (const cudaError_t status = cudaGetLastError(); status != cudaSuccess) return status;
