@@ -140,20 +140,20 @@ TEST_CASE("the real CLIP-L and CLIP-G configs construct (meta device, no allocat
 
 TEST_CASE("CLIP config is read from config.json keys", "[sd35][text][clip][config]") {
   const auto config = clip_text_config::from_json(sidecar_config("clip_g.json"), "clip_g");
-  CHECK(config.hidden_size == 20);
-  CHECK(config.intermediate_size == 80);
-  CHECK(config.num_hidden_layers == 3);
-  CHECK(config.num_attention_heads == 4);
-  CHECK(config.projection_dim == 16);
-  CHECK(config.hidden_act == star::sd35::clip_activation::gelu);
-  CHECK(config.eos_token_id == 2);
-  CHECK(config.layer_norm_eps == 1e-5);
+  REQUIRE(config.hidden_size == 20);
+  REQUIRE(config.intermediate_size == 80);
+  REQUIRE(config.num_hidden_layers == 3);
+  REQUIRE(config.num_attention_heads == 4);
+  REQUIRE(config.projection_dim == 16);
+  REQUIRE(config.hidden_act == star::sd35::clip_activation::gelu);
+  REQUIRE(config.eos_token_id == 2);
+  REQUIRE(config.layer_norm_eps == 1e-5);
   const auto nested = clip_text_config::from_json(
       R"({"text_config": {"hidden_size": 8, "intermediate_size": 16, "num_hidden_layers": 1,
           "num_attention_heads": 2, "projection_dim": 4}})",
       "clip.json");
-  CHECK(nested.hidden_size == 8);
-  CHECK(nested.hidden_act == star::sd35::clip_activation::quick_gelu);
+  REQUIRE(nested.hidden_size == 8);
+  REQUIRE(nested.hidden_act == star::sd35::clip_activation::quick_gelu);
 }
 
 TEST_CASE("CLIP config errors name the key", "[sd35][text][clip][config]") {

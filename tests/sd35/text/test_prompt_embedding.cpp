@@ -64,11 +64,11 @@ TEST_CASE("SD3 assembly at the real widths: [B, 333, 4096] and [B, 2048] for Lt 
   REQUIRE(out.layout.total_tokens() == 1024 + 333);
   REQUIRE(out.layout.text_begin() == 1024);
   REQUIRE(out.layout.text_segments.size() == 2);
-  CHECK(out.layout.text_segments[0].name == "clip");
-  CHECK(out.layout.text_segments[0].length == 77);
-  CHECK(out.layout.text_segments[1].name == "t5");
-  CHECK(out.layout.text_segments[1].length == 256);
-  CHECK(out.layout.segment_begin(1) == 77);
+  REQUIRE(out.layout.text_segments[0].name == "clip");
+  REQUIRE(out.layout.text_segments[0].length == 77);
+  REQUIRE(out.layout.text_segments[1].name == "t5");
+  REQUIRE(out.layout.text_segments[1].length == 256);
+  REQUIRE(out.layout.segment_begin(1) == 77);
 }
 
 TEST_CASE("SD3 assembly takes the T5 length from the tensor (Flow-GRPO's 128)",

@@ -136,15 +136,15 @@ TEST_CASE("the real T5-XXL config constructs on the meta device: 4.762B paramete
 TEST_CASE("T5 config is read from config.json keys, errors name the key",
           "[sd35][text][t5][config]") {
   const auto config = t5_encoder_config::from_json(sidecar_config("t5_encoder.json"), "t5");
-  CHECK(config.vocab_size == 320);
-  CHECK(config.d_model == 32);
-  CHECK(config.d_kv == 8);
-  CHECK(config.d_ff == 48);
-  CHECK(config.num_layers == 2);
-  CHECK(config.num_heads == 4);
-  CHECK(config.relative_attention_num_buckets == 32);
-  CHECK(config.relative_attention_max_distance == 128);
-  CHECK(config.layer_norm_epsilon == 1e-6);
+  REQUIRE(config.vocab_size == 320);
+  REQUIRE(config.d_model == 32);
+  REQUIRE(config.d_kv == 8);
+  REQUIRE(config.d_ff == 48);
+  REQUIRE(config.num_layers == 2);
+  REQUIRE(config.num_heads == 4);
+  REQUIRE(config.relative_attention_num_buckets == 32);
+  REQUIRE(config.relative_attention_max_distance == 128);
+  REQUIRE(config.layer_norm_epsilon == 1e-6);
 
   const std::string base = R"("d_kv": 8, "d_ff": 48, "num_layers": 2, "num_heads": 4)";
   const auto parse = [](const std::string& text) {
