@@ -48,8 +48,10 @@ __global__ void selected_columns_kernel(strided_view<const T, 4> q, strided_view
   extern __shared__ float keys[];  // [chunk_columns, D]
   const std::int64_t batch = q.extents[0], head_dim = q.extents[3], image_tokens = lse.extents[2];
   const int b = blockIdx.y, h = blockIdx.z;
-  for (std::int64_t i = threadIdx.x; i < chunk_columns * head_dim; i += blockDim.x) {
-    const std::int64_t j = i / head_dim, d = i % head_dim;
+  const int dim = static_cast<int>(head_dim);  // <= 768: 32-bit index arithmetic suffices
+  for (int i = static_cast<int>(threadIdx.x); i < chunk_columns * dim;
+       i += static_cast<int>(blockDim.x)) {
+    const int j = i / dim, d = i - j * dim;
     keys[i] = j < chunk.count ? to_float(k(b, h, chunk.position[j], d)) : 0.0f;
   }
   __syncthreads();
