@@ -27,6 +27,8 @@ inline constexpr int threads_per_row = 8;
 inline constexpr int rows_per_block = 32;
 /// @brief Threads per CUDA block.
 inline constexpr int block_threads = threads_per_row * rows_per_block;
+/// @brief Elements of `q` each thread loads before using them (`D = 64`: the whole row at once).
+inline constexpr int loads_in_flight = 8;
 
 /// @brief Up to `chunk_columns` selected columns, passed by value as a kernel parameter.
 struct column_chunk {
@@ -61,10 +63,21 @@ __global__ void selected_columns_kernel(strided_view<const T, 4> q, strided_view
   float dot[chunk_columns] = {};
   if (n < image_tokens) {
     const T* row = &q(b, h, image_begin + n, 0);
-    for (std::int64_t d = lane; d < head_dim; d += threads_per_row) {
-      const float qd = to_float(row[d * q.strides[3]]);
+    // loads_in_flight elements of the row are loaded before they are used, so that each
+    // thread keeps that many loads in flight (the kernel is bound by memory latency otherwise)
+    for (int base = lane; base < dim; base += threads_per_row * loads_in_flight) {
+      float qd[loads_in_flight];
 #pragma unroll
-      for (int j = 0; j < chunk_columns; ++j) dot[j] += qd * keys[j * head_dim + d];
+      for (int e = 0; e < loads_in_flight; ++e) {
+        const int d = base + e * threads_per_row;
+        qd[e] = d < dim ? to_float(row[d * q.strides[3]]) : 0.0f;
+      }
+#pragma unroll
+      for (int e = 0; e < loads_in_flight; ++e) {
+        const int d = std::min(base + e * threads_per_row, dim - 1);  // qd[e] = 0 past the row
+#pragma unroll
+        for (int j = 0; j < chunk_columns; ++j) dot[j] += qd[e] * keys[j * dim + d];
+      }
     }
   }
   // the row's threads are adjacent lanes of one warp: every lane takes part in the shuffles
