@@ -103,14 +103,7 @@ __global__ void allocate_rows_kernel(strided_view<const T, 2> relevance, allocat
 
 }  // namespace allocation_detail
 
-/// @brief Allocation weights of every row of `relevance`, as `star::allocate` computes them:
-/// `m = R^{1/tau} / sum R^{1/tau}` (row max divided out first; an all-zero row gives `1/N`),
-/// `H = -sum m log m`, `lambda` given or `clamp(H / log N, 0, 1)`, `W = (1 - lambda) N m +
-/// lambda`, then with a cap the projection onto `{mean W = 1, 0 <= W <= w_max}`.
-/// @param relevance [B, N] device, `1 <= N <= max_allocation_tokens`
-/// @param params    tau, per-row lambda (device) or entropy schedule, cap
-/// @param out       weights [B, N], lambda [B], entropy [B], capped [B] (all device)
-/// @return `cudaErrorInvalidValue` on bad shapes or options, else the launch status
+// Documented at its declaration in star/cuda/api.cuh.
 template <class T>
   requires is_kernel_element<T>
 cudaError_t allocate_rows(strided_view<const T, 2> relevance, const allocation_params& params,

@@ -113,17 +113,7 @@ static __global__ void head_mean_kernel(const float* partial, std::int64_t heads
 
 }  // namespace readout_detail
 
-/// @brief Adds one block's relevance map to `relevance`:
-/// `R[b, n] += block_weight * sum_j w_j * mean_h exp(s q[b,h,n] . k[b,h,j] - lse[b,h,n])`,
-/// image rows and text keys placed by `layout`. Cost `O(B H N |S| D)`; reads `q` once per
-/// chunk of 16 columns. Launches are queued on `stream`; nothing is synchronised.
-/// @param in            q, k, lse, columns, weights, scale, block weight
-/// @param layout        where the image and text tokens sit in `T`
-/// @param relevance     [B, N] device, accumulated into (zero it before the first block)
-/// @param probabilities [B, H, N, S] device, written when `data` is non-null
-/// @param workspace     device, at least `relevance_workspace_bytes(B, H, N)` bytes
-/// @return `cudaErrorInvalidValue` on inconsistent shapes, an empty or out-of-range column
-///         list, `D > 768` or too small a workspace; otherwise the launch status
+// Documented at its declaration in star/cuda/api.cuh.
 template <class T>
   requires is_kernel_element<T>
 cudaError_t accumulate_relevance(const readout_inputs<T>& in, const token_layout& layout,

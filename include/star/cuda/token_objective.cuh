@@ -115,13 +115,7 @@ bool valid(const token_objective_inputs<T>& in, const token_objective_params& pa
 
 }  // namespace objective_detail
 
-/// @brief The token-mode objective `L_pg + beta L_kl` and its metrics, written to `totals`
-/// (device) — the values `spatial_policy_objective` returns for `objective_mode::token`.
-/// @param in        ell, ell_old, W [R, N]; A, gamma [R]; kl [R, N] optional (all device)
-/// @param params    eps_tok, beta, KL weighting
-/// @param totals    device, one `token_objective_totals`
-/// @param workspace device, at least `token_objective_workspace_bytes(R)` bytes
-/// @return `cudaErrorInvalidValue` on inconsistent inputs, else the launch status
+// Documented at its declaration in star/cuda/api.cuh.
 template <class T>
   requires is_kernel_element<T>
 cudaError_t token_objective_forward(const token_objective_inputs<T>& in,
@@ -141,13 +135,7 @@ cudaError_t token_objective_forward(const token_objective_inputs<T>& in,
   return cudaGetLastError();
 }
 
-/// @brief `d loss / d ell` (and `d loss / d kl`) of `token_objective_forward`, times the
-/// upstream gradient: `-Â rho / (R N)` where the clip does not act, 0 where it does;
-/// `beta omega / (R N)` for the KL — as `spatial_policy_gradient` for `objective_mode::token`.
-/// @param loss_grad  device, one float `d out / d loss`; null: 1
-/// @param d_log_prob [R, N] device
-/// @param d_kl       [R, N] device, written when `data` is non-null (needs `in.kl`)
-/// @return `cudaErrorInvalidValue` on inconsistent inputs, else the launch status
+// Documented at its declaration in star/cuda/api.cuh.
 template <class T>
   requires is_kernel_element<T>
 cudaError_t token_objective_backward(const token_objective_inputs<T>& in,
