@@ -141,7 +141,9 @@ clip_bpe_tokenizer::clip_bpe_tokenizer(std::shared_ptr<model> shared,
     added_tokens_.emplace_back(token);
   if (options_.pad_token != start_of_text && options_.pad_token != end_of_text)
     added_tokens_.push_back(options_.pad_token);
-  for (const auto& token : added_tokens_) token_id(token);  // every one must be in the vocab
+  bos_id_ = token_id(start_of_text);  // every added token must be in the vocab
+  eos_id_ = token_id(end_of_text);
+  pad_id_ = token_id(options_.pad_token);
 }
 
 clip_bpe_tokenizer clip_bpe_tokenizer::from_folder(const std::filesystem::path& folder,
@@ -199,9 +201,9 @@ std::int64_t clip_bpe_tokenizer::token_id(std::string_view token) const {
   return it->second;
 }
 
-std::int64_t clip_bpe_tokenizer::bos_id() const { return token_id(start_of_text); }
-std::int64_t clip_bpe_tokenizer::eos_id() const { return token_id(end_of_text); }
-std::int64_t clip_bpe_tokenizer::pad_id() const { return token_id(options_.pad_token); }
+std::int64_t clip_bpe_tokenizer::bos_id() const { return bos_id_; }
+std::int64_t clip_bpe_tokenizer::eos_id() const { return eos_id_; }
+std::int64_t clip_bpe_tokenizer::pad_id() const { return pad_id_; }
 const clip_tokenizer_options& clip_bpe_tokenizer::options() const { return options_; }
 
 clip_tokens clip_bpe_tokenizer::encode(std::string_view prompt) const {
@@ -210,7 +212,7 @@ clip_tokens clip_bpe_tokenizer::encode(std::string_view prompt) const {
     std::size_t begin, end;  // bytes of the normalised text
     bool special;
   };
-  const auto normalized = clip_normalize(prompt);
+  auto normalized = clip_normalize(prompt);
   std::vector<content_token> content;
   for (const auto& piece : clip_pretokenize(normalized.text, added_tokens_)) {
     const auto text =
@@ -228,7 +230,6 @@ clip_tokens clip_bpe_tokenizer::encode(std::string_view prompt) const {
   }
 
   clip_tokens out;
-  out.normalized_text = normalized.text;
   out.untruncated_content_tokens = static_cast<std::int64_t>(content.size());
   const auto max_length = static_cast<std::size_t>(options_.max_length);
   content.resize(std::min(content.size(), max_length - 2));
@@ -240,15 +241,16 @@ clip_tokens clip_bpe_tokenizer::encode(std::string_view prompt) const {
     out.attention_mask.push_back(in_sequence ? 1 : 0);
     out.tokenization.tokens.push_back(token);
   };
-  add(bos_id(), true, {0, 0, 0, true});
+  add(bos_id_, true, {0, 0, 0, true});
   for (const auto& token : content) {
     const auto span = normalized.prompt_span(token.begin, token.end);
     out.normalized_spans.push_back(
         {static_cast<std::int64_t>(token.begin), static_cast<std::int64_t>(token.end)});
     add(token.id, true, {0, span.begin, span.end, token.special});
   }
-  add(eos_id(), true, {0, 0, 0, true});
-  while (out.input_ids.size() < max_length) add(pad_id(), false, {0, 0, 0, true});
+  add(eos_id_, true, {0, 0, 0, true});
+  while (out.input_ids.size() < max_length) add(pad_id_, false, {0, 0, 0, true});
+  out.normalized_text = std::move(normalized.text);
   return out;
 }
 

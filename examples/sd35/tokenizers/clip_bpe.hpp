@@ -77,6 +77,9 @@ class clip_bpe_tokenizer {
   std::shared_ptr<model> model_;
   clip_tokenizer_options options_;
   std::vector<std::string> added_tokens_;
+  std::int64_t bos_id_ = 0;  // looked up once, at construction
+  std::int64_t eos_id_ = 0;
+  std::int64_t pad_id_ = 0;
 };
 
 }  // namespace star::sd35

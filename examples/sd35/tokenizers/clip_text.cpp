@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <array>
 #include <optional>
+#include <string>
 
 #include "sd35/tokenizers/fix_text.hpp"
 #include "sd35/tokenizers/mapped_text.hpp"
@@ -13,18 +14,18 @@ namespace {
 
 /// Appends the lower-cased character (or the raw byte it carries) and its source map: byte by
 /// byte where the UTF-8 length equals the source's, else every byte maps to the whole source.
-void append_normalized(const mapped_char& c, clip_normalized_text& out) {
-  std::u32string code_points;
-  unicode::append_lowercase(c.code_point, code_points);  // an escaped byte stays as it is
-  mapped_text lowered;
-  for (const char32_t l : code_points) lowered.push_back({l, c.source});
-  const auto bytes = encode_utf8(lowered);
-  const bool same_length = static_cast<std::int64_t>(bytes.size()) == c.source.end - c.source.begin;
-  for (std::size_t i = 0; i < bytes.size(); ++i) {
+/// `lowered` is scratch space, reused from call to call.
+void append_normalized(const mapped_char& c, std::u32string& lowered, clip_normalized_text& out) {
+  lowered.clear();
+  unicode::append_lowercase(c.code_point, lowered);  // an escaped byte stays as it is
+  const std::size_t first = out.text.size();
+  for (const char32_t l : lowered) append_encoded(l, out.text);
+  const std::size_t length = out.text.size() - first;
+  const bool same_length = static_cast<std::int64_t>(length) == c.source.end - c.source.begin;
+  for (std::size_t i = 0; i < length; ++i) {
     const auto exact = c.source.begin + static_cast<std::int64_t>(i);
     out.source.push_back(same_length ? char_span{exact, exact + 1} : c.source);
   }
-  out.text += bytes;
 }
 
 bool starts_with_contraction(std::string_view text, std::size_t at, std::size_t end,
@@ -96,6 +97,7 @@ clip_normalized_text clip_normalize(std::string_view prompt) {
   out.text.reserve(prompt.size());
   out.source.reserve(prompt.size());
   std::optional<char_span> pending_space;  // a whitespace run not yet written
+  std::u32string lowered;
   for (const auto& c : fix_text(decode_mapped(prompt))) {
     if (unicode::is_whitespace(c.code_point)) {
       pending_space = pending_space ? span_union(*pending_space, c.source) : c.source;
@@ -106,7 +108,7 @@ clip_normalized_text clip_normalize(std::string_view prompt) {
       out.source.push_back(*pending_space);
     }
     pending_space.reset();
-    append_normalized(c, out);
+    append_normalized(c, lowered, out);
   }
   return out;
 }

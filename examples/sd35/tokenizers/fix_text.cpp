@@ -4,6 +4,7 @@
 #include <array>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <utility>
 
 #include "sd35/tokenizers/fix_text_tables.hpp"
@@ -106,17 +107,17 @@ std::optional<mojibake_run> run_at(const mapped_text& text, std::size_t at) {
   if (!lead || *lead < 0xC2 || *lead > 0xF4) return std::nullopt;
   const std::size_t length = *lead < 0xE0 ? 2 : *lead < 0xF0 ? 3 : 4;
   if (at + length > text.size()) return std::nullopt;
-  char32_t decoded = *lead & (length == 2 ? 0x1F : length == 3 ? 0x0F : 0x07);
+  std::array<char, 4> bytes{static_cast<char>(*lead)};
   for (std::size_t i = 1; i < length; ++i) {
     const auto byte = single_byte_of(text[at + i].code_point);
-    if (!byte || *byte < 0x80 || *byte > 0xBF) return std::nullopt;
-    decoded = (decoded << 6) | (*byte & 0x3F);
+    if (!byte) return std::nullopt;
+    bytes[i] = static_cast<char>(*byte);
   }
-  const char32_t smallest = length == 2 ? 0x80 : length == 3 ? 0x800 : 0x10000;
-  if (decoded < smallest || decoded > 0x10FFFF || (decoded >= 0xD800 && decoded <= 0xDFFF))
-    return std::nullopt;
+  // An invalid sequence decodes as U+FFFD of length 1, so a whole-run decode is a valid one.
+  const auto decoded = unicode::decode_utf8(std::string_view(bytes.data(), length), 0);
+  if (decoded.length != length) return std::nullopt;
   const bool certain = length > 2 || !may_end_a_word(text[at + 1].code_point);
-  return mojibake_run{at, at + length, decoded, certain};
+  return mojibake_run{at, at + length, decoded.code_point, certain};
 }
 
 bool is_word_character(char32_t c) { return unicode::is_letter(c) || unicode::is_number(c); }

@@ -50,16 +50,19 @@ inline mapped_text decode_mapped(std::string_view prompt) {
   return out;
 }
 
+/// @brief Appends the UTF-8 encoding of `code_point` to `out` (an escaped byte as its raw byte).
+inline void append_encoded(char32_t code_point, std::string& out) {
+  if (is_escaped_byte(code_point))
+    out += static_cast<char>(code_point - escaped_byte(0));
+  else
+    unicode::append_utf8(code_point, out);
+}
+
 /// @brief The UTF-8 text of `text` (an escaped byte becomes its raw byte again).
 inline std::string encode_utf8(const mapped_text& text) {
   std::string out;
   out.reserve(text.size());
-  for (const auto& c : text) {
-    if (is_escaped_byte(c.code_point))
-      out += static_cast<char>(c.code_point - escaped_byte(0));
-    else
-      unicode::append_utf8(c.code_point, out);
-  }
+  for (const auto& c : text) append_encoded(c.code_point, out);
   return out;
 }
 

@@ -64,6 +64,9 @@ struct sentencepiece_bridge {
 
 struct t5_tokenizer::model {
   void* processor = nullptr;
+  std::int64_t eos_id = -1;  // read from the processor once, when it is loaded
+  std::int64_t pad_id = -1;
+  std::int64_t vocab_size = 0;
 
   model() = default;
   model(const model&) = delete;
@@ -103,12 +106,14 @@ t5_tokenizer t5_tokenizer::from_file(const std::filesystem::path& spiece_model,
       sentencepiece_bridge::get().load(spiece_model.c_str(), message, sizeof message);
   if (!shared->processor)
     throw value_error("t5 tokenizer: cannot load " + spiece_model.string() + ": " + message);
-  t5_tokenizer tokenizer(std::move(shared), options);
-  if (tokenizer.eos_id() < 0 || tokenizer.pad_id() < 0)
+  const auto& bridge = sentencepiece_bridge::get();
+  shared->eos_id = bridge.info(shared->processor, 0);
+  shared->pad_id = bridge.info(shared->processor, 1);
+  shared->vocab_size = bridge.info(shared->processor, 2);
+  if (shared->eos_id < 0 || shared->pad_id < 0)
     throw value_error("t5 tokenizer: " + spiece_model.string() + " has no " +
-                      (tokenizer.eos_id() < 0 ? "EOS" : "pad") +
-                      " piece (T5 has <pad> 0 and </s> 1)");
-  return tokenizer;
+                      (shared->eos_id < 0 ? "EOS" : "pad") + " piece (T5 has <pad> 0 and </s> 1)");
+  return t5_tokenizer(std::move(shared), options);
 }
 
 std::string t5_tokenizer::decode(std::span<const std::int64_t> ids) const {
@@ -132,15 +137,9 @@ std::string t5_tokenizer::decode(std::span<const std::int64_t> ids) const {
   }
 }
 
-std::int64_t t5_tokenizer::eos_id() const {
-  return sentencepiece_bridge::get().info(model_->processor, 0);
-}
-std::int64_t t5_tokenizer::pad_id() const {
-  return sentencepiece_bridge::get().info(model_->processor, 1);
-}
-std::int64_t t5_tokenizer::vocab_size() const {
-  return sentencepiece_bridge::get().info(model_->processor, 2);
-}
+std::int64_t t5_tokenizer::eos_id() const { return model_->eos_id; }
+std::int64_t t5_tokenizer::pad_id() const { return model_->pad_id; }
+std::int64_t t5_tokenizer::vocab_size() const { return model_->vocab_size; }
 
 #else  // built without SentencePiece: the class exists, and every use says why it cannot work
 

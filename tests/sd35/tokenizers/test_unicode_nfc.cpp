@@ -25,14 +25,8 @@ std::u32string code_points(const mapped_text& text) {
   return out;
 }
 
-std::string to_utf8(const mapped_text& text) {
-  std::string out;
-  for (const auto& ch : text) unicode::append_utf8(ch.code_point, out);
-  return out;
-}
-
 std::string nfc_utf8(std::string_view prompt) {
-  return to_utf8(unicode::nfc(star::sd35::decode_mapped(prompt)));
+  return star::sd35::encode_utf8(unicode::nfc(star::sd35::decode_mapped(prompt)));
 }
 
 using spans_t = std::vector<std::pair<std::int64_t, std::int64_t>>;
