@@ -37,7 +37,10 @@ endif()
 # star::torch: the LibTorch backend and adapters (namespace star::libtorch). Debian:
 # apt-get install libtorch-dev; a pip PyTorch: -DCMAKE_PREFIX_PATH=$(python3 -c 'import torch;
 # print(torch.utils.cmake_prefix_path)').
+# STAR_TORCH_HAS_CUDA: whether that LibTorch has CUDA (TRUE/FALSE), the one test the tests,
+# benchmarks and examples use.
 list(APPEND STAR_COMPONENTS torch)
+set(STAR_TORCH_HAS_CUDA FALSE)
 find_package(Torch QUIET)
 if(Torch_FOUND)
   add_library(star_torch INTERFACE)
@@ -45,7 +48,8 @@ if(Torch_FOUND)
   target_link_libraries(star_torch INTERFACE star torch)
   set(STAR_torch_DEPENDENCIES "find_dependency(Torch)")
   set_target_properties(star_torch PROPERTIES EXPORT_NAME torch)
-  if(TORCH_CUDA_LIBRARIES)
+  if(TORCH_CUDA_LIBRARIES OR TARGET torch_cuda)
+    set(STAR_TORCH_HAS_CUDA TRUE)
     set(star_torch_cuda_text "with CUDA")
   else()
     set(star_torch_cuda_text "CPU only")

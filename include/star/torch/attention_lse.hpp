@@ -42,6 +42,7 @@
 #include "star/core/token_layout.hpp"
 #include "star/torch/backend.hpp"
 #include "star/torch/error_guard.hpp"
+#include "star/torch/tensor_views.hpp"
 
 /// @brief Whether the LibTorch headers are at least version `major.minor`.
 #define STAR_TORCH_VERSION_AT_LEAST(major, minor) \
@@ -94,11 +95,10 @@ inline std::int64_t check_qkv(const at::Tensor& q, const at::Tensor& k, const at
                               std::optional<double> scale) {
   for (const auto& [arg, t] : {std::pair{"q", &q}, std::pair{"k", &k}, std::pair{"v", &v}})
     if (!t->defined()) throw value_error(std::string(arg) + ": the tensor is undefined");
-  const shape q_shape(q.sizes().begin(), q.sizes().end());
+  const shape q_shape = shape_of(q);
   require_rank("q", q_shape, 4, "[B, H, T, D]");
-  require_shape("k", shape(k.sizes().begin(), k.sizes().end()), q_shape,
-                "[B, H, T, D] (the shape of q)");
-  const shape v_shape(v.sizes().begin(), v.sizes().end());
+  require_shape("k", shape_of(k), q_shape, "[B, H, T, D] (the shape of q)");
+  const shape v_shape = shape_of(v);
   require_rank("v", v_shape, 4, "[B, H, T, Dv]");
   if (v_shape[0] != q_shape[0] || v_shape[1] != q_shape[1] || v_shape[2] != q_shape[2])
     throw shape_error("v: expected shape [B, H, T, Dv] with B, H, T of q " + to_string(q_shape) +
@@ -198,9 +198,9 @@ inline std::optional<attention_with_lse_result> fused_attention(
 inline at::Tensor image_lse(const at::Tensor& q, const at::Tensor& lse,
                             const token_layout& layout) {
   if (!q.defined() || !lse.defined()) throw value_error("q, lse: a tensor is undefined");
-  require_rank("q", shape(q.sizes().begin(), q.sizes().end()), 4, "[B, H, T, D]");
-  require_shape("lse", shape(lse.sizes().begin(), lse.sizes().end()),
-                {q.size(0), q.size(1), q.size(2)}, "[B, H, T] (B, H, T of q)");
+  require_rank("q", shape_of(q), 4, "[B, H, T, D]");
+  require_shape("lse", shape_of(lse), {q.size(0), q.size(1), q.size(2)},
+                "[B, H, T] (B, H, T of q)");
   return lse.slice(2, layout.image_begin(), layout.image_begin() + layout.image_tokens());
 }
 

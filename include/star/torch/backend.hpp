@@ -33,6 +33,7 @@
 #include "star/core/shape.hpp"
 #include "star/torch/device_match.hpp"
 #include "star/torch/error_guard.hpp"
+#include "star/torch/tensor_views.hpp"
 
 namespace star::libtorch {
 
@@ -83,7 +84,7 @@ class backend {
 
   /// @brief The `star::tensor_backend` operations. `from_host` copies onto `device()` in
   /// `dtype()`; `to_host` copies to the CPU as double (row-major, whatever the strides).
-  shape shape_of(const tensor& t) const { return shape(t.sizes().begin(), t.sizes().end()); }
+  shape shape_of(const tensor& t) const { return libtorch::shape_of(t); }
 
   tensor from_host(std::span<const double> values, const shape& s) const {
     if (static_cast<std::int64_t>(values.size()) != numel(s))
@@ -234,8 +235,7 @@ class backend {
 
   template <class F>
   static tensor binary(const tensor& a, const tensor& b, std::string_view op, const F& f) {
-    broadcast_shapes(shape(a.sizes().begin(), a.sizes().end()),
-                     shape(b.sizes().begin(), b.sizes().end()), op);
+    broadcast_shapes(libtorch::shape_of(a), libtorch::shape_of(b), op);
     return guarded(op, [&] { return f(a, b); });  // broadcast of a's and b's shapes
   }
 

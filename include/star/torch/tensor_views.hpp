@@ -19,6 +19,10 @@
 
 namespace star::libtorch {
 
+/// @brief The extents of `t` as a star `shape` (e.g. for `require_shape`).
+/// @param t  [any] a defined tensor
+inline shape shape_of(const at::Tensor& t) { return shape(t.sizes().begin(), t.sizes().end()); }
+
 /// @brief The ATen dtype of element type `T` (cv-qualifiers ignored): `float`, `double`,
 /// `at::Half`, `at::BFloat16`, `std::int64_t`, `std::int32_t`.
 template <class T>
@@ -60,7 +64,7 @@ strided_view<T, Rank> view_of(const at::Tensor& t, std::string_view arg,
   if (t.scalar_type() != scalar_type_of<T>())
     throw value_error(name + ": expected dtype " + c10::toString(scalar_type_of<T>()) +
                       ", got " + c10::toString(t.scalar_type()));
-  const shape dims(t.sizes().begin(), t.sizes().end());
+  const shape dims = shape_of(t);
   if (dims.size() != Rank)
     throw shape_error(name + ": expected rank " + std::to_string(Rank) + ", got shape " +
                       to_string(dims));
