@@ -2,7 +2,8 @@
 // mean-square loss, backward into lora_A / lora_B), timed and memory-profiled with the
 // attention observer off and on. "On" does what a STAR trainer does in every block: the
 // relevance map of a few selected text columns from the reported LSE
-// (star::libtorch::selected_block_relevance), summed over the blocks into [B, N].
+// (star::libtorch::selected_block_relevance), averaged over the blocks into [B, N] by
+// star::relevance_accumulator.
 //
 //   star-sd35-step-bench [--config medium|tiny] [--resolution 512] [--batch 1]
 //                        [--dtype bf16|f32|f16] [--device cuda|cpu] [--repeats 5]
@@ -31,7 +32,7 @@
 
 #include "arguments.hpp"
 #include "device_probe.hpp"
-#include "relevance_accumulator.hpp"
+#include "relevance_observer.hpp"
 #include "training_step.hpp"
 
 using namespace star::step_bench;
@@ -73,8 +74,20 @@ json optional_bytes(const std::optional<std::int64_t>& bytes) {
 
 json overhead_percent(double off, double on) { return 100.0 * (on / off - 1.0); }
 
-std::vector<std::int64_t> sizes(const at::Tensor& t) {
-  return {t.sizes().begin(), t.sizes().end()};
+/// The observer's part of the report: the blocks of the last observed forward, the shape of
+/// their mean relevance map and whether it is finite (`result()` rejects NaN and Inf).
+json observer_report(const relevance_observer& observer, const json& lse_source) {
+  json report = {{"selected_text_columns", observer.selection().indices},
+                 {"lse_source", lse_source},
+                 {"blocks_per_forward", observer.relevance().blocks_added()}};
+  try {
+    report["relevance_mean_shape"] = observer.relevance().result().sizes().vec();
+    report["relevance_mean_finite"] = true;
+  } catch (const star::value_error&) {  // no block, or NaN / Inf in the mean
+    report["relevance_mean_shape"] = nullptr;
+    report["relevance_mean_finite"] = false;
+  }
+  return report;
 }
 
 std::int64_t parameter_count(const std::vector<at::Tensor>& parameters) {
@@ -97,14 +110,14 @@ json run(const arguments& args) {
   probe.synchronize();
   const auto resident = probe.current_bytes();
 
-  relevance_accumulator accumulator(args.device, trainer_selection());
+  relevance_observer observer(args.device, trainer_selection());
   star::sd35::forward_options plain;
   plain.text_segments = {{"clip", clip_tokens}, {"t5", t5_tokens}};
   auto observed = plain;
-  observed.observer = &accumulator;
+  observed.observer = &observer;
   const std::function<at::Tensor()> step_off = [&] { return train_step(model, in, plain); };
   const std::function<at::Tensor()> step_on = [&] {
-    accumulator.reset();
+    observer.reset();
     return train_step(model, in, observed);
   };
 
@@ -139,18 +152,13 @@ json run(const arguments& args) {
                     {"alpha", model.lora->options().alpha},
                     {"adapted_modules", model.lora->adapted_modules().size()}};
   report["shapes"] = {{"resolution", args.resolution},
-                      {"latent", sizes(in.latent)},
-                      {"encoder_hidden_states", sizes(in.text)},
-                      {"pooled_projections", sizes(in.pooled)},
-                      {"timestep", sizes(in.timestep)},
+                      {"latent", in.latent.sizes().vec()},
+                      {"encoder_hidden_states", in.text.sizes().vec()},
+                      {"pooled_projections", in.pooled.sizes().vec()},
+                      {"timestep", in.timestep.sizes().vec()},
                       {"image_tokens", grid * grid},
                       {"text_tokens", clip_tokens + t5_tokens}};
-  report["observer"] = {{"selected_text_columns", accumulator.selection().indices},
-                        {"lse_source", lse_source(args, config)},
-                        {"blocks_per_forward", accumulator.blocks()},
-                        {"relevance_sum_shape", sizes(accumulator.sum())},
-                        {"relevance_sum_finite",
-                         at::isfinite(accumulator.sum()).all().item<bool>()}};
+  report["observer"] = observer_report(observer, lse_source(args, config));
   report["warmup"] = args.warmup;
   report["repeats"] = args.repeats;
   report["seconds_per_step"] = {{"off", seconds_off}, {"on", seconds_on}};

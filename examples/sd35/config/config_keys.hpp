@@ -2,7 +2,8 @@
 /// @file
 /// @brief Typed reads of a config's keys, shared by the components: every error is an
 /// `option_error` that names the config and the key, e.g.
-/// `vae config: key 'layers_per_block' must be an integer, got 2.5`.
+/// `vae config: key 'layers_per_block' must be an integer, got 2.5`; and the positive-integer
+/// check of the configs' `validate()`.
 
 #include <nlohmann/json.hpp>
 
@@ -17,6 +18,13 @@
 #include "star/core/error.hpp"
 
 namespace star::sd35::config_detail {
+
+/// @brief Throws `option_error` `<name> must be >= 1, got <value>` unless `value` >= 1;
+/// `name` names the config and the field, e.g. `"vae config: in_channels"`.
+inline void require_positive(std::int64_t value, std::string_view name) {
+  if (value < 1)
+    throw option_error(std::string(name) + " must be >= 1, got " + std::to_string(value));
+}
 
 /// @brief A config's JSON object and the name its errors start with (`what`: a label such as
 /// `"vae config"`, or a file path). One-argument reads require the key; two-argument reads
@@ -38,6 +46,8 @@ class config_keys {
   const nlohmann::json& object() const { return object_; }
   /// @brief Whether `key` is present (with any value, null included).
   bool has(const std::string& key) const { return object_.contains(key); }
+  /// @brief Whether `key` is present with the value JSON null.
+  bool is_null(const std::string& key) const { return has(key) && object_.at(key).is_null(); }
 
   /// @brief The object at `key` as a config of its own, named `what (key)`.
   config_keys nested(const std::string& key) const {

@@ -8,7 +8,6 @@
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <set>
-#include <sstream>
 #include <string_view>
 #include <utility>
 #include <vector>
@@ -16,6 +15,7 @@
 #include "sd35/safetensors/checkpoint.hpp"
 #include "sd35/safetensors/load.hpp"
 #include "star/core/error.hpp"
+#include "star/core/shape.hpp"
 
 namespace star::sd35 {
 namespace {
@@ -32,14 +32,6 @@ constexpr std::string_view lora_b_suffix = ".lora_B.weight";
 
 std::string_view key_prefix(lora_format format) {
   return format == lora_format::peft ? peft_key_prefix : diffusers_key_prefix;
-}
-
-std::string shape_text(const std::vector<std::int64_t>& shape) {
-  std::ostringstream out;
-  out << '[';
-  for (std::size_t i = 0; i < shape.size(); ++i) out << (i ? ", " : "") << shape[i];
-  out << ']';
-  return out.str();
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -247,7 +239,7 @@ std::int64_t rank_of_first_lora_a(const checkpoint& ckpt, const std::vector<lora
     if (!key.is_a) continue;
     if (shape.size() != 2 || shape.front() < 1)
       throw checkpoint_error("load_lora " + ckpt.path().string() + ": key '" + key.key +
-                             "' has shape " + shape_text(shape) + ", expected [r, in]");
+                             "' has shape " + star::to_string(shape) + ", expected [r, in]");
     return shape.front();
   }
   throw checkpoint_error("load_lora " + ckpt.path().string() + ": the file holds no lora_A key");
@@ -334,9 +326,9 @@ loaded_lora load_lora(torch::nn::Module& model, const fs::path& path, at::Scalar
     const auto expected = parameter->sizes().vec();
     const auto actual = ckpt.info(key.key).shape;
     if (expected != actual)
-      throw checkpoint_error(source + ": key '" + key.key + "' has shape " + shape_text(actual) +
-                             ", expected " + shape_text(expected) + " (" +
-                             (key.is_a ? "lora_A [r, in]" : "lora_B [out, r]") +
+      throw checkpoint_error(source + ": key '" + key.key + "' has shape " +
+                             star::to_string(actual) + ", expected " + star::to_string(expected) +
+                             " (" + (key.is_a ? "lora_A [r, in]" : "lora_B [out, r]") +
                              ", r = " + std::to_string(options.rank) + ")");
     filled.insert(key.parameter);
   }

@@ -16,16 +16,10 @@ namespace {
 using config_detail::config_keys;
 
 qk_norm_kind qk_norm_value(const config_keys& keys) {
+  if (keys.is_null("qk_norm")) return qk_norm_kind::none;
   const auto& value = keys.object().at("qk_norm");
-  if (value.is_null()) return qk_norm_kind::none;
   if (value.is_string() && value.get<std::string>() == "rms_norm") return qk_norm_kind::rms_norm;
   keys.fail("qk_norm", "must be null or \"rms_norm\", got " + value.dump());
-}
-
-void require_positive(std::int64_t value, const char* field) {
-  if (value < 1)
-    throw option_error(std::string("transformer config: ") + field + " must be >= 1, got " +
-                       std::to_string(value));
 }
 
 }  // namespace
@@ -36,17 +30,18 @@ bool transformer_config::is_dual_attention(std::int64_t index) const {
 }
 
 void transformer_config::validate() const {
-  require_positive(sample_size, "sample_size");
-  require_positive(patch_size, "patch_size");
-  require_positive(in_channels, "in_channels");
-  require_positive(num_layers, "num_layers");
-  require_positive(attention_head_dim, "attention_head_dim");
-  require_positive(num_attention_heads, "num_attention_heads");
-  require_positive(joint_attention_dim, "joint_attention_dim");
-  require_positive(caption_projection_dim, "caption_projection_dim");
-  require_positive(pooled_projection_dim, "pooled_projection_dim");
-  require_positive(out_channels, "out_channels");
-  require_positive(pos_embed_max_size, "pos_embed_max_size");
+  using config_detail::require_positive;
+  require_positive(sample_size, "transformer config: sample_size");
+  require_positive(patch_size, "transformer config: patch_size");
+  require_positive(in_channels, "transformer config: in_channels");
+  require_positive(num_layers, "transformer config: num_layers");
+  require_positive(attention_head_dim, "transformer config: attention_head_dim");
+  require_positive(num_attention_heads, "transformer config: num_attention_heads");
+  require_positive(joint_attention_dim, "transformer config: joint_attention_dim");
+  require_positive(caption_projection_dim, "transformer config: caption_projection_dim");
+  require_positive(pooled_projection_dim, "transformer config: pooled_projection_dim");
+  require_positive(out_channels, "transformer config: out_channels");
+  require_positive(pos_embed_max_size, "transformer config: pos_embed_max_size");
   if (caption_projection_dim != inner_dim())
     throw option_error(
         "transformer config: caption_projection_dim must equal "
@@ -80,15 +75,16 @@ transformer_config transformer_config::from_json(std::string_view json_text) {
       {"out_channels", &config.out_channels},
       {"pos_embed_max_size", &config.pos_embed_max_size},
   };
-  for (const auto& [key, value] : keys.object().items()) {
+  for (const auto& item : keys.object().items()) {
+    const std::string& key = item.key();
     if (key.starts_with('_')) continue;
     const auto integer = std::find_if(std::begin(integers), std::end(integers),
                                       [&](const auto& entry) { return key == entry.first; });
     if (integer != std::end(integers))
       *integer->second = keys.integer(key);
     else if (key == "dual_attention_layers")  // null: none
-      config.dual_attention_layers = value.is_null() ? std::vector<std::int64_t>{}
-                                                     : keys.integer_list(key);
+      config.dual_attention_layers = keys.is_null(key) ? std::vector<std::int64_t>{}
+                                                       : keys.integer_list(key);
     else if (key == "qk_norm")
       config.qk_norm = qk_norm_value(keys);
     else

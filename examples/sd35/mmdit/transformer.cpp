@@ -12,8 +12,6 @@ namespace star::sd35 {
 
 namespace {
 
-shape shape_of(const at::Tensor& t) { return shape(t.sizes().begin(), t.sizes().end()); }
-
 void require_defined(const at::Tensor& t, const char* arg) {
   if (!t.defined()) throw value_error(std::string(arg) + ": the tensor is undefined");
 }
@@ -132,7 +130,7 @@ void sd3_transformer::check_inputs(const at::Tensor& hidden_states,
   require_defined(encoder_hidden_states, "encoder_hidden_states");
   require_defined(pooled_projections, "pooled_projections");
   require_defined(timestep, "timestep");
-  const shape latent = shape_of(hidden_states);
+  const shape latent = hidden_states.sizes().vec();
   require_rank("hidden_states", latent, 4, "[B, C, H, W]");
   const std::int64_t batch = latent[0], patch = config_.patch_size;
   const std::int64_t max_side = config_.pos_embed_max_size * patch;
@@ -142,13 +140,13 @@ void sd3_transformer::check_inputs(const at::Tensor& hidden_states,
                       ", H, W] with H and W multiples of patch_size " + std::to_string(patch) +
                       " and at most pos_embed_max_size * patch_size = " + std::to_string(max_side) +
                       ", got " + to_string(latent));
-  const shape text = shape_of(encoder_hidden_states);
+  const shape text = encoder_hidden_states.sizes().vec();
   require_rank("encoder_hidden_states", text, 3, "[B, L, Dj]");
   require_shape("encoder_hidden_states", text, {batch, text[1], config_.joint_attention_dim},
                 "[B, L, Dj]");
-  require_shape("pooled_projections", shape_of(pooled_projections),
+  require_shape("pooled_projections", pooled_projections.sizes().vec(),
                 {batch, config_.pooled_projection_dim}, "[B, Dp]");
-  require_shape("timestep", shape_of(timestep), {batch}, "[B]");
+  require_shape("timestep", timestep.sizes().vec(), {batch}, "[B]");
   for (const std::int64_t layer : options.skip_layers)
     if (layer < 0 || layer >= config_.num_layers)
       throw option_error("skip_layers: entry " + std::to_string(layer) +
@@ -188,7 +186,7 @@ at::Tensor sd3_transformer::unpatchify(const at::Tensor& tokens, std::int64_t gr
                                        std::int64_t grid_w) const {
   const std::int64_t patch = config_.patch_size, channels = config_.out_channels;
   require_defined(tokens, "tokens");
-  const shape got = shape_of(tokens);
+  const shape got = tokens.sizes().vec();
   require_rank("tokens", got, 3, "[B, N, P*P*C_out]");
   require_shape("tokens", got, {got[0], grid_h * grid_w, patch * patch * channels},
                 "[B, N = h * w, P*P*C_out]");

@@ -48,11 +48,12 @@ struct component {
   }
 };
 
-/// Loads `ckpt` strictly into `module`; `tied` = {alias, owner} may be absent when its owner
-/// was loaded (it is the same tensor). Throws checkpoint_error with the report otherwise.
-void load_strict(torch::nn::Module& module, const checkpoint& ckpt,
+/// Loads `ckpt` strictly into `module`, floating tensors converted to `dtype` on the way;
+/// `tied` = {alias, owner} may be absent when its owner was loaded (it is the same tensor).
+/// Throws checkpoint_error with the report otherwise.
+void load_strict(torch::nn::Module& module, const checkpoint& ckpt, at::ScalarType dtype,
                  const std::pair<std::string, std::string>& tied = {}) {
-  auto report = load_into(module, ckpt, {.strict = false, .prefix = {}, .dtype = std::nullopt});
+  auto report = load_into(module, ckpt, {.strict = false, .prefix = {}, .dtype = dtype});
   const auto& [alias, owner] = tied;
   if (!alias.empty() && std::erase(report.missing, alias) > 0 &&
       std::find(report.loaded.begin(), report.loaded.end(), owner) == report.loaded.end())
@@ -118,6 +119,8 @@ sd35_model sd35_model::load(const fs::path& folder, const model_load_options& op
       return t5_tokenizer::from_folder(tokenizer_t5_dir.dir, {options.t5_length, "t5"});
     });
 
+  // The weights are read as options.dtype; `to` then moves them to the device (and converts
+  // only what the checkpoint did not hold).
   const auto place = [&](torch::nn::Module& module) {
     module.to(options.device, options.dtype);
     module.eval();
@@ -125,20 +128,20 @@ sd35_model sd35_model::load(const fs::path& folder, const model_load_options& op
   model.transformer = transformer_dir.guarded([&] {
     auto transformer = std::make_shared<sd3_transformer>(
         transformer_config::from_file(transformer_dir.dir / "config.json"));
-    load_strict(*transformer, checkpoint::open(transformer_dir.dir));
+    load_strict(*transformer, checkpoint::open(transformer_dir.dir), options.dtype);
     return transformer;
   });
   place(*model.transformer);
   model.vae = vae_dir.guarded([&] {
     vae_decoder vae(vae_config::from_file(vae_dir.dir));
-    load_vae_decoder(vae, checkpoint::open(vae_dir.dir));
+    load_vae_decoder(vae, checkpoint::open(vae_dir.dir), options.dtype);
     return vae;
   });
   place(*model.vae);
   const auto load_clip = [&](const component& dir) {
     return dir.guarded([&] {
       clip_text_model clip(clip_text_config::from_file(dir.dir));
-      load_strict(*clip, checkpoint::open(dir.dir));
+      load_strict(*clip, checkpoint::open(dir.dir), options.dtype);
       return clip;
     });
   };
@@ -149,7 +152,8 @@ sd35_model sd35_model::load(const fs::path& folder, const model_load_options& op
   if (use_t5) {
     model.t5 = t5_dir.guarded([&] {
       t5_encoder t5(t5_encoder_config::from_file(t5_dir.dir));
-      load_strict(*t5, checkpoint::open(t5_dir.dir), t5_encoder_impl::tied_embedding_names());
+      load_strict(*t5, checkpoint::open(t5_dir.dir), options.dtype,
+                  t5_encoder_impl::tied_embedding_names());
       return t5;
     });
     place(*model.t5);

@@ -15,6 +15,8 @@
 #include <limits>
 #include <utility>
 
+#include "star/core/shape.hpp"
+
 namespace star::sd35::safetensors {
 
 static_assert(std::endian::native == std::endian::little,
@@ -84,13 +86,6 @@ std::string range_text(std::uint64_t begin, std::uint64_t end) {
   return text + "]";
 }
 
-std::string shape_text(const std::vector<std::int64_t>& shape) {
-  std::string text = "[";
-  for (std::size_t i = 0; i < shape.size(); ++i)
-    text += (i ? ", " : "") + std::to_string(shape[i]);
-  return text + "]";
-}
-
 std::vector<std::int64_t> parse_shape(const json& value, std::string_view source,
                                       std::string_view name) {
   if (!value.is_array()) fail(source, name, "shape is not an array: " + show(value));
@@ -115,12 +110,13 @@ std::uint64_t byte_count(const std::vector<std::int64_t>& shape, dtype type,
   for (const auto extent : shape) {
     const auto size = static_cast<std::uint64_t>(extent);
     if (count > max_int64 / size)
-      fail(source, name, "shape " + shape_text(shape) + " has more elements than int64 holds");
+      fail(source, name,
+           "shape " + star::to_string(shape) + " has more elements than int64 holds");
     count *= size;
   }
   const std::uint64_t width = itemsize(type);
   if (count > std::numeric_limits<std::uint64_t>::max() / width)
-    fail(source, name, "shape " + shape_text(shape) + " overflows the byte count");
+    fail(source, name, "shape " + star::to_string(shape) + " overflows the byte count");
   return count * width;
 }
 
@@ -163,7 +159,7 @@ tensor_entry parse_entry(const std::string& name, const json& entry, std::uint64
   if (end - begin != needed)
     fail(source, name,
          offsets + " hold " + std::to_string(end - begin) + " bytes, which does not match shape " +
-             shape_text(tensor.shape) + " of " + std::string(dtype_name(tensor.type)) + " (" +
+             star::to_string(tensor.shape) + " of " + std::string(dtype_name(tensor.type)) + " (" +
              std::to_string(needed) + " bytes)");
   tensor.begin = begin;
   tensor.end = end;

@@ -20,11 +20,9 @@ using config_detail::config_keys;
 
 /// @brief Requires `key` to be `false` (or null): the feature it switches on is not ported.
 void require_off(const config_keys& keys, const std::string& key) {
-  if (keys.object().at(key).is_null() || !keys.boolean(key)) return;
+  if (keys.is_null(key) || !keys.boolean(key)) return;
   keys.fail(key, "is true, but only a static shift is supported (SD3 / SD3.5 use none of it)");
 }
-
-shape shape_of(const at::Tensor& t) { return shape(t.sizes().begin(), t.sizes().end()); }
 
 }  // namespace
 
@@ -48,7 +46,8 @@ flow_match_euler_config flow_match_euler_config::from_json(std::string_view json
     return std::find(std::begin(table), std::end(table), key) != std::end(table);
   };
   flow_match_euler_config config;
-  for (const auto& [key, value] : keys.object().items()) {
+  for (const auto& item : keys.object().items()) {
+    const std::string& key = item.key();
     if (key.starts_with('_') || listed(dynamic_shifting_only, key)) continue;
     if (listed(must_be_off, key)) {
       require_off(keys, key);
@@ -57,7 +56,7 @@ flow_match_euler_config flow_match_euler_config::from_json(std::string_view json
     } else if (key == "shift") {
       config.shift = keys.number(key);
     } else if (key == "shift_terminal") {
-      if (!value.is_null()) keys.fail(key, "must be null (terminal shifting is not supported)");
+      if (!keys.is_null(key)) keys.fail(key, "must be null (terminal shifting is not supported)");
     } else {
       keys.unknown_key(key);
     }
@@ -110,8 +109,8 @@ void flow_match_euler_scheduler::require_step(std::size_t step_index) const {
 at::Tensor flow_match_euler_scheduler::step(const at::Tensor& v, std::size_t step_index,
                                             const at::Tensor& x) const {
   require_step(step_index);
-  require_rank("x", shape_of(x), 4, "[B, C, H, W]");
-  require_shape("v", shape_of(v), shape_of(x), "[B, C, H, W] like x");
+  require_rank("x", x.sizes().vec(), 4, "[B, C, H, W]");
+  require_shape("v", v.sizes().vec(), x.sizes().vec(), "[B, C, H, W] like x");
   // diffusers: float32 sigmas, their float32 difference, the sample upcast to float32.
   const float dt = static_cast<float>(sigmas_[step_index + 1]) -
                    static_cast<float>(sigmas_[step_index]);
@@ -143,7 +142,7 @@ flow_match_sde_result flow_match_euler_scheduler::sde_step(const at::Tensor& v,
                                                            const at::Tensor& x,
                                                            const at::Tensor& eps,
                                                            double noise_level) const {
-  require_rank("x", shape_of(x), 4, "[B, C, H, W]");
+  require_rank("x", x.sizes().vec(), 4, "[B, C, H, W]");
   const std::vector<std::size_t> rows(static_cast<std::size_t>(x.size(0)), step_index);
   return sde_step(v, rows, x, eps, noise_level);
 }

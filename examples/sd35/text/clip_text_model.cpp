@@ -5,6 +5,7 @@
 
 #include "sd35/config/config_file.hpp"
 #include "sd35/config/config_keys.hpp"
+#include "star/core/shape.hpp"
 
 namespace star::sd35 {
 namespace text_detail {
@@ -72,14 +73,14 @@ clip_activation parse_activation(const config_detail::config_keys& keys) {
 }  // namespace
 
 void clip_text_config::validate() const {
-  text_detail::require_positive(vocab_size, "clip_text_config: vocab_size");
-  text_detail::require_positive(hidden_size, "clip_text_config: hidden_size");
-  text_detail::require_positive(intermediate_size, "clip_text_config: intermediate_size");
-  text_detail::require_positive(num_hidden_layers, "clip_text_config: num_hidden_layers");
-  text_detail::require_positive(num_attention_heads, "clip_text_config: num_attention_heads");
-  text_detail::require_positive(max_position_embeddings,
-                                "clip_text_config: max_position_embeddings");
-  text_detail::require_positive(projection_dim, "clip_text_config: projection_dim");
+  config_detail::require_positive(vocab_size, "clip_text_config: vocab_size");
+  config_detail::require_positive(hidden_size, "clip_text_config: hidden_size");
+  config_detail::require_positive(intermediate_size, "clip_text_config: intermediate_size");
+  config_detail::require_positive(num_hidden_layers, "clip_text_config: num_hidden_layers");
+  config_detail::require_positive(num_attention_heads, "clip_text_config: num_attention_heads");
+  config_detail::require_positive(max_position_embeddings,
+                                  "clip_text_config: max_position_embeddings");
+  config_detail::require_positive(projection_dim, "clip_text_config: projection_dim");
   if (hidden_size % num_attention_heads != 0)
     throw star::option_error("clip_text_config: hidden_size (" + std::to_string(hidden_size) +
                              ") must be divisible by num_attention_heads (" +
@@ -157,13 +158,14 @@ clip_text_model_impl::clip_text_model_impl(const clip_text_config& config,
 }
 
 clip_text_output clip_text_model_impl::forward(const at::Tensor& input_ids) const {
-  text_detail::require_rank(input_ids, 2, "input_ids", "[B, S] token ids");
+  text_detail::require_defined(input_ids, "input_ids", "[B, S] token ids");
+  star::require_rank("input_ids", input_ids.sizes().vec(), 2, "[B, S] token ids");
   const auto batch = input_ids.size(0);
   const auto length = input_ids.size(1);
   if (batch < 1 || length < 1 || length > config_.max_position_embeddings)
     throw star::shape_error("input_ids: expected [B, S] with B >= 1 and 1 <= S <= " +
                             std::to_string(config_.max_position_embeddings) + ", got " +
-                            text_detail::shape_text(input_ids.sizes()));
+                            star::to_string(input_ids.sizes().vec()));
   text_detail::require_token_ids(input_ids, config_.vocab_size, "input_ids");
   const auto ids = input_ids.to(token_embedding_->weight().device(), at::kLong);  // [B, S]
 

@@ -4,20 +4,19 @@
 #include <utility>
 
 #include "sd35/text/text_layers.hpp"
+#include "star/core/shape.hpp"
 
 namespace star::sd35 {
 namespace {
-
-using text_detail::shape_text;
 
 /// @brief Throws unless `t` has the batch, dtype and device of `reference` (both named).
 void require_same_batch_and_type(const at::Tensor& t, const std::string& name,
                                  const at::Tensor& reference, const std::string& reference_name) {
   if (t.size(0) != reference.size(0))
     throw star::shape_error(name + ": batch " + std::to_string(t.size(0)) + " " +
-                            shape_text(t.sizes()) + " differs from " + reference_name + "'s " +
-                            std::to_string(reference.size(0)) + " " +
-                            shape_text(reference.sizes()));
+                            star::to_string(t.sizes().vec()) + " differs from " +
+                            reference_name + "'s " + std::to_string(reference.size(0)) + " " +
+                            star::to_string(reference.sizes().vec()));
   if (t.scalar_type() != reference.scalar_type() || t.device() != reference.device())
     throw star::value_error(name + ": dtype/device " + c10::toString(t.scalar_type()) + " on " +
                             t.device().str() + " differs from " + reference_name + "'s " +
@@ -37,29 +36,34 @@ sd3_text_features sd3_text_features::from(const clip_text_output& clip_l,
 sd3_prompt_embedding assemble_sd3_prompt(const sd3_text_features& features,
                                          std::int64_t grid_h, std::int64_t grid_w) {
   const auto& t5 = features.t5_hidden;
-  text_detail::require_rank(t5, 3, "t5_hidden", "[B, Lt, Ct]");
+  text_detail::require_defined(t5, "t5_hidden", "[B, Lt, Ct]");
+  star::require_rank("t5_hidden", t5.sizes().vec(), 3, "[B, Lt, Ct]");
   const std::pair<const at::Tensor*, const char*> hidden[] = {
       {&features.clip_l_hidden, "clip_l_hidden"}, {&features.clip_g_hidden, "clip_g_hidden"}};
   const std::pair<const at::Tensor*, const char*> pooled[] = {
       {&features.clip_l_pooled, "clip_l_pooled"}, {&features.clip_g_pooled, "clip_g_pooled"}};
   for (const auto& [tensor, name] : hidden) {
-    text_detail::require_rank(*tensor, 3, name, "[B, Sc, C]");
+    text_detail::require_defined(*tensor, name, "[B, Sc, C]");
+    star::require_rank(name, tensor->sizes().vec(), 3, "[B, Sc, C]");
     require_same_batch_and_type(*tensor, name, t5, "t5_hidden");
   }
   for (const auto& [tensor, name] : pooled) {
-    text_detail::require_rank(*tensor, 2, name, "[B, P]");
+    text_detail::require_defined(*tensor, name, "[B, P]");
+    star::require_rank(name, tensor->sizes().vec(), 2, "[B, P]");
     require_same_batch_and_type(*tensor, name, t5, "t5_hidden");
   }
   const auto& clip_l = features.clip_l_hidden;
   const auto& clip_g = features.clip_g_hidden;
   if (clip_l.size(1) != clip_g.size(1))
-    throw star::shape_error("clip_g_hidden: sequence length " + shape_text(clip_g.sizes()) +
-                            " differs from clip_l_hidden's " + shape_text(clip_l.sizes()));
+    throw star::shape_error(
+        "clip_g_hidden: sequence length " + star::to_string(clip_g.sizes().vec()) +
+        " differs from clip_l_hidden's " + star::to_string(clip_l.sizes().vec()));
   const auto clip_width = clip_l.size(2) + clip_g.size(2);
   if (clip_width > t5.size(2))
-    throw star::shape_error("clip_l_hidden, clip_g_hidden: widths " + shape_text(clip_l.sizes()) +
-                            " + " + shape_text(clip_g.sizes()) + " exceed the T5 width of " +
-                            "t5_hidden " + shape_text(t5.sizes()));
+    throw star::shape_error("clip_l_hidden, clip_g_hidden: widths " +
+                            star::to_string(clip_l.sizes().vec()) + " + " +
+                            star::to_string(clip_g.sizes().vec()) + " exceed the T5 width of " +
+                            "t5_hidden " + star::to_string(t5.sizes().vec()));
 
   auto layout = star::token_layout::sd3(grid_h, grid_w, t5.size(1));
   layout.text_segments.front().length = clip_l.size(1);

@@ -7,6 +7,7 @@
 
 #include "sd35/config/config_file.hpp"
 #include "sd35/config/config_keys.hpp"
+#include "star/core/shape.hpp"
 
 namespace star::sd35 {
 namespace text_detail {
@@ -32,11 +33,15 @@ class t5_layer_norm : public torch::nn::Module {
 
 namespace {
 
-/// @brief transformers' float16 guard: infinities become +-(max - 1000).
+/// @brief transformers' float16 guard: when `x` holds an infinity, everything is clamped to
+/// +-(max - 1000), else to +-max (which changes nothing). The bound stays on `x`'s device, so
+/// the guard never waits for the device.
 at::Tensor clamp_float16_overflow(const at::Tensor& x) {
-  if (x.scalar_type() != at::kHalf || !at::isinf(x).any().item<bool>()) return x;
-  const double limit = static_cast<double>(std::numeric_limits<c10::Half>::max()) - 1000.0;
-  return x.clamp(-limit, limit);  // [B, L, C]
+  if (x.scalar_type() != at::kHalf) return x;
+  const double largest = static_cast<double>(std::numeric_limits<c10::Half>::max());
+  const auto bound =
+      at::where(at::isinf(x).any(), largest - 1000.0, largest).to(at::kHalf);  // []
+  return at::clamp(x, -bound, bound);                                             // [B, L, C]
 }
 
 double lowest_value(at::ScalarType dtype) {
@@ -125,12 +130,12 @@ at::Tensor t5_relative_position_bucket(const at::Tensor& relative_position,
 }
 
 void t5_encoder_config::validate() const {
-  text_detail::require_positive(vocab_size, "t5_encoder_config: vocab_size");
-  text_detail::require_positive(d_model, "t5_encoder_config: d_model");
-  text_detail::require_positive(d_kv, "t5_encoder_config: d_kv");
-  text_detail::require_positive(d_ff, "t5_encoder_config: d_ff");
-  text_detail::require_positive(num_layers, "t5_encoder_config: num_layers");
-  text_detail::require_positive(num_heads, "t5_encoder_config: num_heads");
+  config_detail::require_positive(vocab_size, "t5_encoder_config: vocab_size");
+  config_detail::require_positive(d_model, "t5_encoder_config: d_model");
+  config_detail::require_positive(d_kv, "t5_encoder_config: d_kv");
+  config_detail::require_positive(d_ff, "t5_encoder_config: d_ff");
+  config_detail::require_positive(num_layers, "t5_encoder_config: num_layers");
+  config_detail::require_positive(num_heads, "t5_encoder_config: num_heads");
   if (relative_attention_num_buckets < 4 || relative_attention_num_buckets % 2 != 0)
     throw star::option_error("t5_encoder_config: relative_attention_num_buckets must be even "
                              "and >= 4, got " +
@@ -209,10 +214,11 @@ at::Tensor t5_encoder_impl::position_bias(std::int64_t query_length,
 
 t5_encoder_output t5_encoder_impl::forward(const at::Tensor& input_ids,
                                            const at::Tensor& attention_mask) const {
-  text_detail::require_rank(input_ids, 2, "input_ids", "[B, L] token ids");
+  text_detail::require_defined(input_ids, "input_ids", "[B, L] token ids");
+  star::require_rank("input_ids", input_ids.sizes().vec(), 2, "[B, L] token ids");
   if (input_ids.size(0) < 1 || input_ids.size(1) < 1)
     throw star::shape_error("input_ids: expected [B, L] with B, L >= 1, got " +
-                            text_detail::shape_text(input_ids.sizes()));
+                            star::to_string(input_ids.sizes().vec()));
   text_detail::require_token_ids(input_ids, config_.vocab_size, "input_ids");
   const auto device = shared_->weight().device();
   const auto ids = input_ids.to(device, at::kLong);  // [B, L]
@@ -223,8 +229,8 @@ t5_encoder_output t5_encoder_impl::forward(const at::Tensor& input_ids,
   if (attention_mask.defined()) {
     if (!attention_mask.sizes().equals(input_ids.sizes()))
       throw star::shape_error("attention_mask: expected the shape of input_ids " +
-                              text_detail::shape_text(input_ids.sizes()) + ", got " +
-                              text_detail::shape_text(attention_mask.sizes()));
+                              star::to_string(input_ids.sizes().vec()) + ", got " +
+                              star::to_string(attention_mask.sizes().vec()));
     const auto mask = attention_mask.to(device);             // [B, L]
     if (!mask.eq(0).logical_or(mask.eq(1)).all().item<bool>())
       throw star::value_error("attention_mask: values must be 0 or 1");

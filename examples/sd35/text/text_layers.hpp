@@ -16,21 +16,11 @@
 
 namespace star::sd35::text_detail {
 
-/// @brief `[d0, d1, ...]`, for error messages.
-inline std::string shape_text(at::IntArrayRef sizes) {
-  std::string text = "[";
-  for (std::size_t i = 0; i < sizes.size(); ++i)
-    text += (i ? ", " : "") + std::to_string(sizes[i]);
-  return text + "]";
-}
-
-/// @brief Throws `shape_error` naming `name` unless `t` is defined and has rank `rank`.
-inline void require_rank(const at::Tensor& t, std::int64_t rank, const std::string& name,
-                         const std::string& expected) {
+/// @brief Throws `shape_error` naming `name` unless `t` is defined (a tensor `layout`).
+inline void require_defined(const at::Tensor& t, const std::string& name,
+                            const std::string& layout) {
   if (!t.defined())
-    throw star::shape_error(name + ": expected a tensor " + expected + ", got an undefined one");
-  if (t.dim() != rank)
-    throw star::shape_error(name + ": expected " + expected + ", got " + shape_text(t.sizes()));
+    throw star::shape_error(name + ": expected a tensor " + layout + ", got an undefined one");
 }
 
 /// @brief Throws `value_error` naming `name` unless `ids` holds integers in [0, vocab_size).
@@ -46,13 +36,6 @@ inline void require_token_ids(const at::Tensor& ids, std::int64_t vocab_size,
     throw star::value_error(name + ": token ids must lie in [0, " + std::to_string(vocab_size) +
                             "), got values in [" + std::to_string(low) + ", " +
                             std::to_string(high) + "]");
-}
-
-/// @brief Throws `option_error` naming `key` (e.g. "clip_text_config: hidden_size") unless
-/// `value` > 0.
-inline void require_positive(std::int64_t value, const std::string& key) {
-  if (value <= 0)
-    throw star::option_error(key + " must be > 0, got " + std::to_string(value));
 }
 
 /// @brief How a fresh parameter is filled before weights are loaded.

@@ -16,11 +16,6 @@ namespace {
 using json = nlohmann::json;
 using config_detail::config_keys;
 
-/// @brief A number; JSON null reads as `if_null` (diffusers' `shift_factor: null` means 0).
-double number_or_null(const config_keys& keys, const std::string& key, double if_null) {
-  return keys.object().at(key).is_null() ? if_null : keys.number(key);
-}
-
 /// @brief Requires the value at `key` (a string or a list of strings) to be `allowed`
 /// throughout; returns the number of entries.
 std::size_t require_only(const config_keys& keys, const std::string& key,
@@ -39,20 +34,15 @@ std::size_t require_only(const config_keys& keys, const std::string& key,
   return value.size();
 }
 
-void require_positive(std::int64_t value, const char* field) {
-  if (value < 1)
-    throw option_error(std::string("vae config: ") + field + " must be >= 1, got " +
-                       std::to_string(value));
-}
-
 }  // namespace
 
 void vae_config::validate() const {
-  require_positive(in_channels, "in_channels");
-  require_positive(out_channels, "out_channels");
-  require_positive(layers_per_block, "layers_per_block");
-  require_positive(latent_channels, "latent_channels");
-  require_positive(norm_num_groups, "norm_num_groups");
+  using config_detail::require_positive;
+  require_positive(in_channels, "vae config: in_channels");
+  require_positive(out_channels, "vae config: out_channels");
+  require_positive(layers_per_block, "vae config: layers_per_block");
+  require_positive(latent_channels, "vae config: latent_channels");
+  require_positive(norm_num_groups, "vae config: norm_num_groups");
   if (block_out_channels.empty())
     throw option_error("vae config: block_out_channels must not be empty");
   for (const std::int64_t channels : block_out_channels)
@@ -89,7 +79,8 @@ vae_config vae_config::from_json(std::string_view json_text) {
                         [&](const auto& entry) { return key == entry.first; });
   };
   std::size_t up_block_count = 0;
-  for (const auto& [key, value] : keys.object().items()) {
+  for (const auto& item : keys.object().items()) {
+    const std::string& key = item.key();
     if (key.starts_with('_') ||
         std::find(std::begin(ignored), std::end(ignored), key) != std::end(ignored))
       continue;
@@ -99,16 +90,16 @@ vae_config vae_config::from_json(std::string_view json_text) {
       *boolean->second = keys.boolean(key);
     else if (key == "block_out_channels")
       config.block_out_channels = keys.integer_list(key);
-    else if (key == "scaling_factor")
-      config.scaling_factor = number_or_null(keys, key, config.scaling_factor);
-    else if (key == "shift_factor")
-      config.shift_factor = number_or_null(keys, key, 0.0);
+    else if (key == "scaling_factor")  // null: the default
+      config.scaling_factor = keys.is_null(key) ? config.scaling_factor : keys.number(key);
+    else if (key == "shift_factor")  // null: diffusers' "no shift", i.e. 0
+      config.shift_factor = keys.is_null(key) ? 0.0 : keys.number(key);
     else if (key == "act_fn")
       require_only(keys, key, "silu");
     else if (key == "up_block_types")
       up_block_count = require_only(keys, key, "UpDecoderBlock2D");
     else if (key == "latents_mean" || key == "latents_std") {
-      if (!value.is_null())
+      if (!keys.is_null(key))
         keys.fail(key,
                   "must be null: per-channel latent statistics are not supported (SD3 has none)");
     } else

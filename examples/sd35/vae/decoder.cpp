@@ -37,7 +37,7 @@ void register_list(torch::nn::Module& owner, const std::string& name,
 
 /// @brief Throws `star::shape_error` naming `arg` unless `t` is `[B, channels, h, w]`.
 void require_latent(std::string_view arg, const at::Tensor& t, std::int64_t channels) {
-  const shape got(t.sizes().begin(), t.sizes().end());
+  const shape got = t.sizes().vec();
   require_rank(arg, got, 4, "[B, C, h, w]");
   if (got[1] != channels)
     throw shape_error(std::string(arg) + ": expected [B, C = " + std::to_string(channels) +

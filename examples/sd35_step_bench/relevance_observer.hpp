@@ -1,0 +1,50 @@
+#pragma once
+/// @file
+/// @brief The observer of the "on" variant: what a STAR trainer does with each block's joint
+/// attention, the relevance map of the selected text columns from the reported LSE, averaged
+/// over the blocks of one forward by `star::relevance_accumulator`.
+
+#include <ATen/ATen.h>
+
+#include <utility>
+
+#include "sd35/mmdit/attention_observer.hpp"
+#include "star/attention/relevance_accumulator.hpp"
+#include "star/attention/text_selection.hpp"
+#include "star/core/token_layout.hpp"
+#include "star/torch/attention_lse.hpp"
+#include "star/torch/backend.hpp"
+
+namespace star::step_bench {
+
+/// @brief Adds `star::libtorch::selected_block_relevance` of every reported block (float32)
+/// to a `star::relevance_accumulator` over all blocks.
+class relevance_observer final : public sd35::attention_observer {
+ public:
+  using accumulator = star::relevance_accumulator<libtorch::backend>;
+
+  relevance_observer(at::Device device, text_selection selection)
+      : backend_(device, at::kFloat), selection_(std::move(selection)), accumulator_(backend_) {}
+  relevance_observer(const relevance_observer&) = delete;  // accumulator_ points at backend_
+  relevance_observer& operator=(const relevance_observer&) = delete;
+
+  void on_joint_attention(int block, const at::Tensor& q, const at::Tensor& k,
+                          const at::Tensor& lse, const token_layout& layout) override {
+    accumulator_.add(block, libtorch::selected_block_relevance(backend_, q, k, layout,
+                                                               selection_, lse));  // [B, N]
+  }
+
+  /// @brief Starts a new forward.
+  void reset() { accumulator_ = accumulator(backend_); }
+  /// @brief The maps of the last forward: `blocks_added()` and their mean `result()` [B, N].
+  const accumulator& relevance() const { return accumulator_; }
+  /// @brief The text columns and weights of every block's map.
+  const text_selection& selection() const { return selection_; }
+
+ private:
+  libtorch::backend backend_;
+  text_selection selection_;
+  accumulator accumulator_;
+};
+
+}  // namespace star::step_bench
