@@ -92,7 +92,7 @@ inline std::vector<timed_call> readout_variants(const readout_inputs& in,
   if (be.device().is_cuda())
     variants.push_back({"fused", [&in] {
                           libtorch::accumulate_relevance_cuda(
-                              in.q, in.k, image_rows(in.lse), sd35m::layout(), in.selection.indices,
+                              in.q, in.k, in.lse, sd35m::layout(), in.selection.indices,
                               in.selection.weights, sd35m::scale);  // [B, N]
                         }});
 #endif

@@ -128,7 +128,7 @@ readout_run run_readout(const readout_case& c, element type) {
     const star::cuda::readout_inputs<T> in{
         {q.data, qk_extents, qk_strides},
         {k.data, qk_extents, qk_strides},
-        star::contiguous_view<const float, 3>(lse.data, {c.batch, c.heads, image}),
+        star::contiguous_view<const float, 3>(lse.data, {c.batch, c.heads, tokens}),
         c.columns,
         weights,
         static_cast<float>(c.scale),
@@ -162,7 +162,7 @@ allocation_run run_allocation(const allocation_case& c, element type) {
     allocation_run run{};
     run.status = star::cuda::allocate_rows(
         star::contiguous_view<const T, 2>(relevance.data, {c.rows, c.tokens}), params, out,
-        nullptr, star::cuda::allocation_workspace_bytes(c.rows, c.tokens), nullptr);
+        nullptr);
     if (run.status != cudaSuccess) return run;
     run.status = cudaDeviceSynchronize();
     if (run.status != cudaSuccess) return run;

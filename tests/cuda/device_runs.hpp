@@ -30,7 +30,7 @@ struct readout_case {
   std::int64_t batch, heads, head_dim;
   token_layout layout;
   std::vector<double> q, k;         // [B, H, T, D]
-  std::vector<double> lse;          // [B, H, N]
+  std::vector<double> lse;          // [B, H, T]; the kernel reads the image rows only
   std::vector<std::int64_t> columns;
   std::vector<double> weights;
   double scale, block_weight;

@@ -67,18 +67,33 @@ constexpr element all_types[] = {element::f32, element::f16, element::bf16};
 
 // ---------------------------------------------------------------- relevance read-out
 
-/// Read-out of random q, k against reference attention_probabilities + relevance_map.
+/// The [B, H, T] LSE the launcher takes, from the [B, H, N] LSE of the image rows; the text
+/// rows are NaN, so a kernel that read them would fail the checks.
+std::vector<double> joint_rows_lse(const std::vector<double>& image_lse, std::int64_t batch_heads,
+                                   const star::token_layout& layout) {
+  const std::int64_t tokens = layout.total_tokens(), image = layout.image_tokens();
+  std::vector<double> joint(batch_heads * tokens, NAN);
+  for (std::int64_t bh = 0; bh < batch_heads; ++bh)
+    for (std::int64_t n = 0; n < image; ++n)
+      joint[bh * tokens + layout.image_begin() + n] = image_lse[bh * image + n];
+  return joint;
+}
+
+/// Read-out of random q, k against reference attention_probabilities + relevance_map. With
+/// `head_dim` a multiple of 8 the kernel reads q rows with 16-byte loads; otherwise element by
+/// element.
 void readout_matches_reference(const star::token_layout& layout, std::vector<std::int64_t> columns,
-                               std::uint64_t seed) {
+                               std::int64_t head_dim, std::uint64_t seed) {
   const reference_backend be{};
-  const std::int64_t batch = 2, heads = 3, head_dim = 40, tokens = layout.total_tokens(),
+  const std::int64_t batch = 2, heads = 3, tokens = layout.total_tokens(),
                      image = layout.image_tokens(), selected = columns.size();
   const auto qk_count = static_cast<std::size_t>(batch * heads * tokens * head_dim);
   const std::vector<double> weights = star::test::uniform(columns.size(), seed + 2, 0.1, 1.0);
   const std::vector<double> relevance_in = star::test::uniform(batch * image, seed + 3, 0.0, 1.0);
   for (const element type : all_types) {
-    std::printf(" read-out %s, S = %lld, seed %llu\n", name_of(type).c_str(),
-                static_cast<long long>(selected), static_cast<unsigned long long>(seed));
+    std::printf(" read-out %s, S = %lld, D = %lld, seed %llu\n", name_of(type).c_str(),
+                static_cast<long long>(selected), static_cast<long long>(head_dim),
+                static_cast<unsigned long long>(seed));
     const auto q_host = rounded(star::test::normal(qk_count, seed, 0.0, 1.5), type);
     const auto k_host = rounded(star::test::normal(qk_count, seed + 1, 0.0, 1.5), type);
     const star::shape qk_shape{batch, heads, tokens, head_dim};
@@ -90,8 +105,8 @@ void readout_matches_reference(const star::token_layout& layout, std::vector<std
     const double block_weight = 0.25, scale = 1.0 / std::sqrt(double(head_dim));
 
     const readout_run run = run_readout({batch, heads, head_dim, layout, q_host, k_host,
-                                         be.to_host(lse), columns, weights, scale, block_weight,
-                                         relevance_in},
+                                         joint_rows_lse(be.to_host(lse), batch * heads, layout),
+                                         columns, weights, scale, block_weight, relevance_in},
                                         type);
     check(run.status == 0, "read-out launch status " + std::to_string(run.status));
     if (run.status != 0) continue;
@@ -104,12 +119,17 @@ void readout_matches_reference(const star::token_layout& layout, std::vector<std
 }
 
 void test_readout() {
-  readout_matches_reference(star::token_layout::sd3(6, 5, 12), {0, 3, 80, 88}, 11);
+  // 30 image rows: one block of 128 rows, most of it past N
+  readout_matches_reference(star::token_layout::sd3(6, 5, 12), {0, 3, 80, 88}, 40, 11);
+  // D = 13: element-wise loads, a partial last slice of D
+  readout_matches_reference(star::token_layout::sd3(6, 5, 12), {0, 3, 80, 88}, 13, 13);
   // more than one chunk of 16 columns, text block first
   star::token_layout text_first{4, 7, {{"clip", 9}, {"t5", 21}}, false};
   std::vector<std::int64_t> many(21);
   std::iota(many.begin(), many.end(), 5);
-  readout_matches_reference(text_first, many, 12);
+  readout_matches_reference(text_first, many, 40, 12);
+  // 300 image rows: three blocks of 128 rows, the last one partial
+  readout_matches_reference(star::token_layout::sd3(20, 15, 4), {1, 2, 77, 80}, 64, 14);
 }
 
 /// I3: with every text column selected (weight 1) and the LSE of the whole row, R equals the
@@ -129,7 +149,9 @@ void test_readout_full_softmax() {
   const std::vector<double> ones(text, 1.0);
   const readout_run run =
       run_readout({batch, heads, head_dim, layout, q_host, k_host,
-                   be.to_host(star::image_row_lse(be, q, k, layout)), columns, ones,
+                   joint_rows_lse(be.to_host(star::image_row_lse(be, q, k, layout)),
+                                  batch * heads, layout),
+                   columns, ones,
                    1.0 / std::sqrt(double(head_dim)), 1.0, std::vector<double>(image, 0.0)},
                   element::f32);
   check(run.status == 0, "read-out launch status");
@@ -154,7 +176,7 @@ void test_readout_rejects_bad_arguments() {
   const auto layout = star::token_layout::sd3(2, 2, 3);
   const std::int64_t tokens = layout.total_tokens();
   readout_case c{1, 1, 8, layout, std::vector<double>(tokens * 8, 0.1),
-                 std::vector<double>(tokens * 8, 0.1), std::vector<double>(4, 1.0), {0},
+                 std::vector<double>(tokens * 8, 0.1), std::vector<double>(tokens, 1.0), {0},
                  {1.0}, 0.3, 1.0, std::vector<double>(4, 0.0)};
   c.columns = {80};  // outside [0, L)
   check(run_readout(c, element::f32).status != 0, "column outside the text block is rejected");

@@ -6,6 +6,7 @@
 #include <ATen/ATen.h>
 #include <torch/torch.h>
 
+#include <cmath>
 #include <cstdio>
 #include <string>
 #include <vector>
@@ -33,7 +34,9 @@ void test_readout(at::ScalarType dtype) {
   const double scale = 1.0 / std::sqrt(double(dim));
   const at::Tensor scores = at::matmul(q.slice(2, 0, image).to(at::kFloat),
                                        k.to(at::kFloat).transpose(2, 3)) * scale;  // [B, H, N, T]
-  const at::Tensor lse = at::logsumexp(scores, -1);                                    // [B, H, N]
+  // the LSE of every row of the joint sequence; the text rows are NaN, which the read-out must not read
+  at::Tensor lse = at::full({batch, heads, image + text}, NAN, options.dtype(at::kFloat));  // [B, H, T]
+  lse.slice(2, 0, image).copy_(at::logsumexp(scores, -1));                                 // [B, H, N]
   const std::vector<std::int64_t> columns{1, 5, 77, 90};
   const std::vector<double> weights{0.1, 0.2, 0.3, 0.4};
   const at::Tensor softmax = at::softmax(scores, -1);  // [B, H, N, T]

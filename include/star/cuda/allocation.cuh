@@ -107,8 +107,7 @@ __global__ void allocate_rows_kernel(strided_view<const T, 2> relevance, allocat
 template <class T>
   requires is_kernel_element<T>
 cudaError_t allocate_rows(strided_view<const T, 2> relevance, const allocation_params& params,
-                          const allocation_outputs& out, void* /*workspace*/,
-                          std::size_t /*workspace_bytes*/, cudaStream_t stream) {
+                          const allocation_outputs& out, cudaStream_t stream) {
   const auto [rows, image_tokens] = relevance.extents;
   if (rows < 1 || rows > 2147483647 || image_tokens < 1 || image_tokens > max_allocation_tokens ||
       out.weights.extents != relevance.extents || !out.lambda || !out.entropy || !out.capped ||

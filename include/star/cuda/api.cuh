@@ -32,12 +32,16 @@ template <class T>
 struct readout_inputs {
   strided_view<const T, 4> q;          ///< [B, H, T, D] post-QK-norm queries of the joint sequence
   strided_view<const T, 4> k;          ///< [B, H, T, D] post-QK-norm keys
-  strided_view<const float, 3> lse;    ///< [B, H, N] row log-sum-exp over ALL keys
+  strided_view<const float, 3> lse;    ///< [B, H, T] row log-sum-exp over ALL keys (image rows read)
   std::span<const std::int64_t> columns;  ///< [S] host: text-block indices `j`, in `[0, L)`
   std::span<const float> weights;      ///< [S] host: `w_j`, in the order of `columns`
   float scale = 0.0f;                  ///< logit scale `s` (e.g. `1 / sqrt(D)`), > 0
   float block_weight = 1.0f;           ///< factor of this block's map in the sum over blocks
 };
+
+/// @brief The largest head dimension `D` the read-out takes (16 keys of `D` floats fill
+/// 48 KiB of shared memory, the most a launch gets without opting in).
+inline constexpr std::int64_t max_readout_head_dim = 768;
 
 /// @brief Workspace bytes of `accumulate_relevance`: one float per (head, batch, image row).
 /// @param batch `B`  @param heads `H`  @param image_tokens `N`
@@ -48,15 +52,17 @@ constexpr std::size_t relevance_workspace_bytes(std::int64_t batch, std::int64_t
 
 /// @brief Adds one block's relevance map to `relevance`:
 /// `R[b, n] += block_weight * sum_j w_j * mean_h exp(s q[b,h,n] . k[b,h,j] - lse[b,h,n])`,
-/// image rows and text keys placed by `layout`. Cost `O(B H N |S| D)`; reads `q` once per
-/// chunk of 16 columns. Launches are queued on `stream`; nothing is synchronised.
+/// image rows and text keys placed by `layout`. Cost `O(B H N |S| D)`; reads the image rows
+/// of `q` once per chunk of 16 columns, with 16-byte loads where rows are `D`-contiguous and
+/// 16-byte aligned. Launches are queued on `stream`; nothing is synchronised.
 /// @param in            q, k, lse, columns, weights, scale, block weight
 /// @param layout        where the image and text tokens sit in `T`
 /// @param relevance     [B, N] device, accumulated into (zero it before the first block)
 /// @param probabilities [B, H, N, S] device, written when `data` is non-null
 /// @param workspace     device, at least `relevance_workspace_bytes(B, H, N)` bytes
 /// @return `cudaErrorInvalidValue` on inconsistent shapes, an empty or out-of-range column
-///         list, `D > 768` or too small a workspace; otherwise the launch status
+///         list, `D > max_readout_head_dim` or too small a workspace; otherwise the launch
+///         status
 template <class T>
   requires is_kernel_element<T>
 cudaError_t accumulate_relevance(const readout_inputs<T>& in, const token_layout& layout,
@@ -84,13 +90,8 @@ struct allocation_outputs {
   std::int32_t* capped = nullptr;
 };
 
-/// @brief Workspace bytes of `allocate_rows`: none (each row lives in shared memory); kept
-/// so every launcher has the same calling convention.
-constexpr std::size_t allocation_workspace_bytes(std::int64_t /*rows*/, std::int64_t /*image_tokens*/) {
-  return 0;
-}
-
-/// @brief Allocation weights of every row of `relevance`, as `star::allocate` computes them:
+/// @brief Allocation weights of every row of `relevance`, as `star::allocate` computes them
+/// (no workspace: each row lives in shared memory):
 /// `m = R^{1/tau} / sum R^{1/tau}` (row max divided out first; an all-zero row gives `1/N`),
 /// `H = -sum m log m`, `lambda` given or `clamp(H / log N, 0, 1)`, `W = (1 - lambda) N m +
 /// lambda`, then with a cap the projection onto `{mean W = 1, 0 <= W <= w_max}`.
@@ -101,8 +102,7 @@ constexpr std::size_t allocation_workspace_bytes(std::int64_t /*rows*/, std::int
 template <class T>
   requires is_kernel_element<T>
 cudaError_t allocate_rows(strided_view<const T, 2> relevance, const allocation_params& params,
-                          const allocation_outputs& out, void* /*workspace*/,
-                          std::size_t /*workspace_bytes*/, cudaStream_t stream);
+                          const allocation_outputs& out, cudaStream_t stream);
 
 /// @brief The inputs of the token-mode objective, `R` rows (rollout, step) by `N` tokens.
 template <class T>

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <span>
 
 #include "star/core/strided_view.hpp"
@@ -20,15 +21,25 @@ namespace readout_detail {
 
 /// @brief Columns handled by one launch (their partial dot products live in registers).
 inline constexpr int chunk_columns = 16;
-/// @brief Threads that share one image row: each takes every 8th element of `D`, so that
-/// neighbouring threads read neighbouring elements of the row (coalesced for `D`-contiguous q).
+/// @brief Threads that share one image row, each summing over its own slices of `D`.
 inline constexpr int threads_per_row = 8;
-/// @brief Image rows per CUDA block.
-inline constexpr int rows_per_block = 32;
+/// @brief Rows each thread works on at once, so that every key value read from shared memory
+/// serves that many rows (shared-memory bandwidth bounds the kernel otherwise).
+inline constexpr int rows_per_thread = 4;
 /// @brief Threads per CUDA block.
-inline constexpr int block_threads = threads_per_row * rows_per_block;
-/// @brief Elements of `q` each thread loads before using them (`D = 64`: the whole row at once).
-inline constexpr int loads_in_flight = 8;
+inline constexpr int block_threads = 256;
+/// @brief Groups of `threads_per_row` threads in a block; group `g` takes rows `g + i * 32`.
+inline constexpr int row_groups = block_threads / threads_per_row;
+/// @brief Image rows per CUDA block.
+inline constexpr int rows_per_block = row_groups * rows_per_thread;
+/// @brief Columns whose dot products each thread of a row ends with after the reduce-scatter.
+inline constexpr int columns_per_thread = chunk_columns / threads_per_row;
+static_assert(columns_per_thread == 2, "the reduce-scatter halves the columns 3 times");
+
+/// @brief Elements of `T` in one 16-byte load: a thread's slice of `D`, `slice * width` to
+/// `slice * width + width`, is read with one instruction where `q` allows it.
+template <class T>
+inline constexpr int vector_width = 16 / static_cast<int>(sizeof(T));
 
 /// @brief Up to `chunk_columns` selected columns, passed by value as a kernel parameter.
 struct column_chunk {
@@ -38,66 +49,129 @@ struct column_chunk {
   float weight[chunk_columns]{};            ///< `w_j`
 };
 
-/// @brief Per (head, batch, image row), the weighted sum over the chunk's columns of the
-/// probabilities, added to `partial[h][b][n]` (written on the first chunk). Grid
-/// `(ceil(N / rows_per_block), B, H)` of `block_threads`; dynamic shared memory:
-/// `chunk_columns * D` floats.
+/// @brief Whether every row of `q` can be read with 16-byte loads: `D`-contiguous rows whose
+/// starts are 16-byte aligned.
 template <class T>
-__global__ void selected_columns_kernel(strided_view<const T, 4> q, strided_view<const T, 4> k,
-                                        strided_view<const float, 3> lse, column_chunk chunk,
-                                        std::int64_t image_begin, float scale, bool first_chunk,
-                                        float* partial, strided_view<float, 4> probabilities) {
-  extern __shared__ float keys[];  // [chunk_columns, D]
-  const std::int64_t batch = q.extents[0], head_dim = q.extents[3], image_tokens = lse.extents[2];
+bool rows_load_as_vectors(const strided_view<const T, 4>& q) {
+  constexpr std::int64_t width = vector_width<T>;
+  return q.strides[3] == 1 && q.extents[3] % width == 0 && q.strides[0] % width == 0 &&
+         q.strides[1] % width == 0 && q.strides[2] % width == 0 &&
+         reinterpret_cast<std::uintptr_t>(q.data) % 16 == 0;
+}
+
+/// @brief Elements `first .. first + width` of row `(b, h, t)` of `q` as floats (zeros past
+/// `D`); one 16-byte load when `Vectorized`.
+template <class T, bool Vectorized>
+__device__ inline void load_slice(const strided_view<const T, 4>& q, int b, int h, std::int64_t t,
+                                  int first, float (&out)[vector_width<T>]) {
+  constexpr int width = vector_width<T>;
+  if constexpr (Vectorized) {
+    const uint4 raw = __ldg(reinterpret_cast<const uint4*>(&q(b, h, t, first)));
+    T elements[width];
+    memcpy(elements, &raw, sizeof(raw));
+#pragma unroll
+    for (int e = 0; e < width; ++e) out[e] = to_float(elements[e]);
+  } else {
+    const int dim = static_cast<int>(q.extents[3]);
+#pragma unroll
+    for (int e = 0; e < width; ++e) out[e] = first + e < dim ? to_float(q(b, h, t, first + e)) : 0.0f;
+  }
+}
+
+/// @brief Reduce-scatter of the row's partial dot products over its `threads_per_row`
+/// adjacent lanes, columns `[0, 2 Half)` of `dot` in, halved per step: afterwards `dot[0]`,
+/// `dot[1]` of lane `l` hold the full dot products of columns `2 l` and `2 l + 1` (14
+/// shuffles where a butterfly on every column takes 48).
+template <int Half = chunk_columns / 2>
+__device__ inline void reduce_scatter_columns(float (&dot)[chunk_columns], int lane) {
+  constexpr int offset = Half * threads_per_row / chunk_columns;  // the partner lane's distance
+  const bool upper = (lane & offset) != 0;  // keeps the upper half of the columns
+#pragma unroll
+  for (int i = 0; i < Half; ++i) {
+    const float sent = upper ? dot[i] : dot[i + Half];
+    const float kept = upper ? dot[i + Half] : dot[i];
+    dot[i] = kept + __shfl_xor_sync(0xffffffffu, sent, offset);
+  }
+  if constexpr (offset > 1) reduce_scatter_columns<Half / 2>(dot, lane);
+}
+
+/// @brief Per (head, batch, image row), the weighted sum over the chunk's columns of the
+/// probabilities, written to `partial[h][b][n]` on the first chunk and added on later ones.
+/// Grid `(ceil(N / rows_per_block), B, H)` of `block_threads`; dynamic shared memory:
+/// `chunk_columns * D_pad` floats, `D_pad = D` rounded up to `vector_width<T>`.
+template <class T, bool Vectorized>
+__global__ void __launch_bounds__(block_threads, 2)
+selected_columns_kernel(strided_view<const T, 4> q, strided_view<const T, 4> k,
+                        strided_view<const float, 3> lse, column_chunk chunk,
+                        std::int64_t image_begin, std::int64_t image_tokens, float scale,
+                        bool first_chunk, float* partial, strided_view<float, 4> probabilities) {
+  constexpr int width = vector_width<T>, quads = width / 4;
+  // Keys as float4, [chunk_columns][quads][slices]: the lanes of a row read adjacent float4s
+  extern __shared__ float4 keys[];
   const int b = blockIdx.y, h = blockIdx.z;
-  const int dim = static_cast<int>(head_dim);  // <= 768: 32-bit index arithmetic suffices
-  for (int i = static_cast<int>(threadIdx.x); i < chunk_columns * dim;
-       i += static_cast<int>(blockDim.x)) {
-    const int j = i / dim, d = i - j * dim;
-    keys[i] = j < chunk.count ? to_float(k(b, h, chunk.position[j], d)) : 0.0f;
+  const int dim = static_cast<int>(q.extents[3]);  // <= 768: 32-bit index arithmetic suffices
+  const int slices = (dim + width - 1) / width;
+  float* key_values = reinterpret_cast<float*>(keys);
+  for (int i = static_cast<int>(threadIdx.x); i < chunk_columns * slices * width;
+       i += block_threads) {
+    const int j = i / (slices * width), d = i - j * slices * width;
+    const int slice = d / width, quad = d % width / 4;
+    key_values[((j * quads + quad) * slices + slice) * 4 + d % 4] =
+        j < chunk.count && d < dim ? to_float(k(b, h, chunk.position[j], d)) : 0.0f;
   }
   __syncthreads();
+
   const int lane = static_cast<int>(threadIdx.x) % threads_per_row;
-  const std::int64_t n = static_cast<std::int64_t>(blockIdx.x) * rows_per_block +
-                         static_cast<std::int64_t>(threadIdx.x) / threads_per_row;
-  float dot[chunk_columns] = {};
-  if (n < image_tokens) {
-    const T* row = &q(b, h, image_begin + n, 0);
-    // loads_in_flight elements of the row are loaded before they are used, so that each
-    // thread keeps that many loads in flight (the kernel is bound by memory latency otherwise)
-    for (int base = lane; base < dim; base += threads_per_row * loads_in_flight) {
-      float qd[loads_in_flight];
+  const std::int64_t first_row = static_cast<std::int64_t>(blockIdx.x) * rows_per_block +
+                                 static_cast<int>(threadIdx.x) / threads_per_row;
+  float dot[rows_per_thread][chunk_columns] = {};
+  for (int slice = lane; slice < slices; slice += threads_per_row) {
+    float q_slice[rows_per_thread][width];
 #pragma unroll
-      for (int e = 0; e < loads_in_flight; ++e) {
-        const int d = base + e * threads_per_row;
-        qd[e] = d < dim ? to_float(row[d * q.strides[3]]) : 0.0f;
+    for (int r = 0; r < rows_per_thread; ++r) {
+      const std::int64_t n = first_row + r * row_groups;
+      if (n < image_tokens)
+        load_slice<T, Vectorized>(q, b, h, image_begin + n, slice * width, q_slice[r]);
+      else
+        for (float& x : q_slice[r]) x = 0.0f;
+    }
+#pragma unroll
+    for (int quad = 0; quad < quads; ++quad)
+#pragma unroll
+      for (int j = 0; j < chunk_columns; ++j) {
+        const float4 key = keys[(j * quads + quad) * slices + slice];
+#pragma unroll
+        for (int r = 0; r < rows_per_thread; ++r)
+          dot[r][j] += q_slice[r][4 * quad] * key.x + q_slice[r][4 * quad + 1] * key.y +
+                       q_slice[r][4 * quad + 2] * key.z + q_slice[r][4 * quad + 3] * key.w;
       }
+  }
+
+  // every lane of the warp takes part in the shuffles, rows past N included
 #pragma unroll
-      for (int e = 0; e < loads_in_flight; ++e) {
-        const int d = std::min(base + e * threads_per_row, dim - 1);  // qd[e] = 0 past the row
+  for (int r = 0; r < rows_per_thread; ++r) {
+    reduce_scatter_columns(dot[r], lane);
+    const std::int64_t n = first_row + r * row_groups;
+    float weighted = 0.0f;
+    if (n < image_tokens) {
+      const float row_lse = lse(b, h, image_begin + n);
 #pragma unroll
-        for (int j = 0; j < chunk_columns; ++j) dot[j] += qd[e] * keys[j * dim + d];
+      for (int c = 0; c < columns_per_thread; ++c) {
+        const int j = lane * columns_per_thread + c;
+        if (j >= chunk.count) break;
+        const float p = __expf(scale * dot[r][c] - row_lse);
+        if (probabilities.data) probabilities(b, h, n, chunk.first + j) = p;
+        weighted += chunk.weight[j] * p;
       }
     }
-  }
-  // the row's threads are adjacent lanes of one warp: every lane takes part in the shuffles
-#pragma unroll
-  for (int j = 0; j < chunk_columns; ++j)
 #pragma unroll
     for (int offset = threads_per_row / 2; offset > 0; offset /= 2)
-      dot[j] += __shfl_xor_sync(0xffffffffu, dot[j], offset);
-  if (n >= image_tokens || lane != 0) return;
-  const float row_lse = lse(b, h, n);
-  float weighted = 0.0f;
-#pragma unroll
-  for (int j = 0; j < chunk_columns; ++j) {
-    if (j >= chunk.count) break;
-    const float p = __expf(scale * dot[j] - row_lse);
-    if (probabilities.data) probabilities(b, h, n, chunk.first + j) = p;
-    weighted += chunk.weight[j] * p;
+      weighted += __shfl_xor_sync(0xffffffffu, weighted, offset);
+    if (n < image_tokens && lane == 0) {
+      float& slot = partial[(static_cast<std::int64_t>(h) * gridDim.y + b) * image_tokens + n];
+      slot = first_chunk ? weighted : slot + weighted;
+    }
   }
-  float& slot = partial[(static_cast<std::int64_t>(h) * batch + b) * image_tokens + n];
-  slot = first_chunk ? weighted : slot + weighted;
 }
 
 /// @brief `relevance[b, n] += block_weight / H * sum_h partial[h][b][n]`, one thread per (b, n).
@@ -125,7 +199,7 @@ cudaError_t accumulate_relevance(const readout_inputs<T>& in, const token_layout
   const std::int64_t image_tokens = layout.image_tokens(), columns = in.columns.size();
   const bool shapes_agree =
       in.k.extents == in.q.extents && tokens == layout.total_tokens() &&
-      in.lse.extents == std::array<std::int64_t, 3>{batch, heads, image_tokens} &&
+      in.lse.extents == std::array<std::int64_t, 3>{batch, heads, tokens} &&
       relevance.extents == std::array<std::int64_t, 2>{batch, image_tokens} &&
       (!probabilities.data ||
        probabilities.extents == std::array<std::int64_t, 4>{batch, heads, image_tokens, columns});
@@ -134,14 +208,17 @@ cudaError_t accumulate_relevance(const readout_inputs<T>& in, const token_layout
       std::all_of(in.columns.begin(), in.columns.end(),
                   [&](std::int64_t j) { return j >= 0 && j < layout.text_tokens(); });
   if (!shapes_agree || !columns_valid || batch < 1 || heads < 1 || image_tokens < 1 ||
-      head_dim < 1 || head_dim > 768 || batch > 65535 || heads > 65535 || !(in.scale > 0.0f) ||
-      workspace_bytes < relevance_workspace_bytes(batch, heads, image_tokens))
+      head_dim < 1 || head_dim > max_readout_head_dim || batch > 65535 || heads > 65535 ||
+      !(in.scale > 0.0f) || workspace_bytes < relevance_workspace_bytes(batch, heads, image_tokens))
     return cudaErrorInvalidValue;
 
+  constexpr std::int64_t width = vector_width<T>;
+  const auto kernel = rows_load_as_vectors(in.q) ? selected_columns_kernel<T, true>
+                                                 : selected_columns_kernel<T, false>;
   float* partial = static_cast<float*>(workspace);
   const dim3 grid(blocks_for(image_tokens, rows_per_block), static_cast<unsigned>(batch),
                   static_cast<unsigned>(heads));
-  const std::size_t shared = chunk_columns * head_dim * sizeof(float);
+  const std::size_t shared = chunk_columns * ((head_dim + width - 1) / width * width) * sizeof(float);
   for (std::int64_t first = 0; first < columns; first += chunk_columns) {
     column_chunk chunk;
     chunk.first = static_cast<int>(first);
@@ -150,9 +227,9 @@ cudaError_t accumulate_relevance(const readout_inputs<T>& in, const token_layout
       chunk.position[j] = layout.text_begin() + in.columns[first + j];
       chunk.weight[j] = in.weights[first + j];
     }
-    selected_columns_kernel<T><<<grid, block_threads, shared, stream>>>(
-        in.q, in.k, in.lse, chunk, layout.image_begin(), in.scale, first == 0, partial,
-        probabilities);
+    kernel<<<grid, block_threads, shared, stream>>>(in.q, in.k, in.lse, chunk, layout.image_begin(),
+                                                    image_tokens, in.scale, first == 0, partial,
+                                                    probabilities);
     if (const cudaError_t status = cudaGetLastError(); status != cudaSuccess) return status;
   }
   head_mean_kernel<<<blocks_for(batch * image_tokens, row_block_threads), row_block_threads, 0,

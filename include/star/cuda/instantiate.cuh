@@ -14,7 +14,7 @@
       cudaStream_t);                                                                           \
   template cudaError_t star::cuda::allocate_rows<T>(                                           \
       star::strided_view<const T, 2>, const star::cuda::allocation_params&,                    \
-      const star::cuda::allocation_outputs&, void*, std::size_t, cudaStream_t);                \
+      const star::cuda::allocation_outputs&, cudaStream_t);                                    \
   template cudaError_t star::cuda::token_objective_forward<T>(                                 \
       const star::cuda::token_objective_inputs<T>&, const star::cuda::token_objective_params&, \
       star::cuda::token_objective_totals*, void*, std::size_t, cudaStream_t);                  \

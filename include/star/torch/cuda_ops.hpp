@@ -2,8 +2,9 @@
 /// @file
 /// @brief LibTorch entry points of the fused CUDA kernels (include/star/cuda/): the relevance
 /// read-out and the allocation (no gradient), and the token-mode objective as an autograd
-/// function whose backward is the fused gradient kernel. Tensors must be on one CUDA device;
-/// launches go to the current CUDA stream; workspace comes from the caching allocator.
+/// function whose backward is the fused gradient kernel. Each checks its arguments first
+/// (star/torch/cuda_op_checks.hpp), then that they are on a CUDA device; launches go to the
+/// current CUDA stream; workspace comes from the caching allocator.
 /// Compiled by the host compiler (C++20; LibTorch headers are not parsed by nvcc): the
 /// kernels are linked from one nvcc-compiled file of the program that includes
 /// star/cuda/instantiate.cuh. Provided only where LibTorch's CUDA headers and the CUDA
@@ -24,17 +25,21 @@
 #include "star/core/error.hpp"
 #include "star/core/token_layout.hpp"
 #include "star/cuda/api.cuh"
+#include "star/torch/cuda_op_checks.hpp"
 #include "star/torch/tensor_views.hpp"
 
 namespace star::libtorch {
+
+static_assert(cuda_check_detail::max_head_dim == star::cuda::max_readout_head_dim &&
+                  cuda_check_detail::max_allocation_tokens == star::cuda::max_allocation_tokens,
+              "the checks mirror the launchers' limits");
 
 namespace cuda_detail {
 
 /// @brief Throws `star::error` naming `what` unless `status` is `cudaSuccess`.
 inline void check(cudaError_t status, const std::string& what) {
   if (status != cudaSuccess)
-    throw error(what + ": " + cudaGetErrorName(status) + " (" + cudaGetErrorString(status) +
-                "; cudaErrorInvalidValue means inconsistent shapes or options)");
+    throw error(what + ": " + cudaGetErrorName(status) + " (" + cudaGetErrorString(status) + ")");
 }
 
 /// @brief The kernel element type of an ATen element type.
@@ -95,10 +100,12 @@ struct cuda_readout_result {
 /// `relevance` with the fused read-out kernel (no gradient).
 /// @param q          [B, H, T, D] CUDA, float32 / float16 / bfloat16, any strides
 /// @param k          [B, H, T, D] like `q`
-/// @param lse        [B, H, N] row log-sum-exp over all keys (converted to float32)
+/// @param lse        [B, H, T] log-sum-exp of every row of the joint sequence over all keys
+///                   (e.g. `attention_with_lse(...).lse`; converted to float32); the kernel
+///                   reads the image rows
 /// @param layout     where the image and text tokens sit in `T`
 /// @param columns    [S] text-block indices `j`
-/// @param weights    [S] `w_j`
+/// @param weights    [S] `w_j`, finite and >= 0
 /// @param scale      logit scale `s` (`1 / sqrt(D)` for SD3)
 /// @param block_weight factor of this block's map (e.g. `1 / |Λ|`)
 /// @param relevance  [B, N] float32 CUDA accumulator; undefined: starts from zeros
@@ -107,17 +114,19 @@ inline cuda_readout_result accumulate_relevance_cuda(
     const at::Tensor& q, const at::Tensor& k, const at::Tensor& lse, const token_layout& layout,
     std::span<const std::int64_t> columns, std::span<const double> weights, double scale,
     double block_weight = 1.0, at::Tensor relevance = {}, bool with_probabilities = false) {
+  const joint_qk_dims dims = check_accumulate_relevance_cuda(q, k, lse, layout, columns, weights,
+                                                             scale, block_weight, relevance);
   const at::Device device = cuda_detail::require_cuda(q, "q");
-  if (q.dim() != 4) throw shape_error("q: expected [B, H, T, D], got rank " + std::to_string(q.dim()));
-  const std::int64_t batch = q.size(0), heads = q.size(1), image = layout.image_tokens();
+  const std::int64_t image = layout.image_tokens();
   const auto options = at::TensorOptions().dtype(at::kFloat).device(device);
-  if (!relevance.defined()) relevance = at::zeros({batch, image}, options);  // [B, N]
-  const at::Tensor lse_float = lse.to(at::kFloat);                           // [B, H, N]
+  if (!relevance.defined()) relevance = at::zeros({dims.batch, image}, options);  // [B, N]
+  const at::Tensor lse_float = lse.to(at::kFloat);                                // [B, H, T]
   const at::Tensor probabilities =
-      with_probabilities
-          ? at::empty({batch, heads, image, static_cast<std::int64_t>(columns.size())}, options)
-          : at::Tensor();  // [B, H, N, S]
-  const std::size_t bytes = star::cuda::relevance_workspace_bytes(batch, heads, image);
+      with_probabilities ? at::empty({dims.batch, dims.heads, image,
+                                      static_cast<std::int64_t>(columns.size())},
+                                     options)
+                         : at::Tensor();  // [B, H, N, S]
+  const std::size_t bytes = star::cuda::relevance_workspace_bytes(dims.batch, dims.heads, image);
   const at::Tensor scratch = cuda_detail::workspace(bytes, device);  // [bytes]
   const std::vector<float> float_weights(weights.begin(), weights.end());
   cuda_detail::dispatch(q.scalar_type(), "q", [&]<class A>() {
@@ -157,9 +166,8 @@ struct cuda_allocation_result {
 inline cuda_allocation_result allocate_cuda(const at::Tensor& relevance, double tau = 1.0,
                                             const std::optional<at::Tensor>& lambda = std::nullopt,
                                             std::optional<double> w_max = std::nullopt) {
+  check_allocate_cuda(relevance, tau, lambda, w_max);
   const at::Device device = cuda_detail::require_cuda(relevance, "relevance");
-  if (relevance.dim() != 2)
-    throw shape_error("relevance: expected [B, N], got rank " + std::to_string(relevance.dim()));
   const std::int64_t rows = relevance.size(0);
   const auto options = at::TensorOptions().dtype(at::kFloat).device(device);
   cuda_allocation_result result{at::empty(relevance.sizes(), options),   // [B, N]
@@ -167,8 +175,6 @@ inline cuda_allocation_result allocate_cuda(const at::Tensor& relevance, double 
                                 at::empty({rows}, options),              // [B]
                                 at::empty({rows}, options.dtype(at::kInt))};  // [B]
   const at::Tensor given = lambda ? lambda->to(options).contiguous() : at::Tensor();  // [B]
-  if (given.defined() && (given.dim() != 1 || given.size(0) != rows))
-    throw shape_error("lambda: expected [B] = [" + std::to_string(rows) + "]");
   cuda_detail::dispatch(relevance.scalar_type(), "relevance", [&]<class A>() {
     const star::cuda::allocation_params params{
         static_cast<float>(tau), given.defined() ? given.data_ptr<float>() : nullptr,
@@ -179,19 +185,11 @@ inline cuda_allocation_result allocate_cuda(const at::Tensor& relevance, double 
                                              result.capped.data_ptr<std::int32_t>()};
     cuda_detail::check(star::cuda::allocate_rows(
                            cuda_detail::kernel_view<A, 2>(relevance, "relevance", device), params,
-                           out, nullptr, 0, cuda_detail::current_stream(device)),
+                           out, cuda_detail::current_stream(device)),
                        "allocate_cuda");
   });
   return result;
 }
-
-/// @brief Options of `token_objective_cuda` (those of `policy_objective_options` that token
-/// mode reads).
-struct cuda_token_objective_options {
-  double token_clip_range = 2e-3;  ///< `eps_tok`, in (0, 1)
-  double beta = 0.0;               ///< KL weight, >= 0
-  bool kl_weighted_by_allocation = false;  ///< `mean W kl` instead of `mean kl`
-};
 
 /// @brief The token-mode objective as a `torch::autograd::Function`: forward is the fused
 /// objective kernel, backward the fused gradient kernel (w.r.t. `log_prob` and `kl`).
@@ -199,7 +197,7 @@ struct cuda_token_objective_options {
 /// outside_clip_range_fraction, approx_kl), float32.
 class token_objective_function : public torch::autograd::Function<token_objective_function> {
  public:
-  /// @brief Inputs as `token_objective_cuda` documents them.
+  /// @brief Inputs as `token_objective_cuda` documents them, checked there.
   static torch::autograd::variable_list forward(
       torch::autograd::AutogradContext* ctx, const at::Tensor& log_prob,
       const at::Tensor& old_log_prob, const at::Tensor& allocation, const at::Tensor& advantages,
@@ -262,26 +260,20 @@ class token_objective_function : public torch::autograd::Function<token_objectiv
   }
 
  private:
-  /// @brief The inputs checked and converted for the kernels: `[R, N]` tensors in the dtype
-  /// of `log_prob`, `[R]` tensors contiguous float32, `step_weights` and `kl` possibly undefined.
+  /// @brief The (checked) inputs converted for the kernels: `[R, N]` tensors in the dtype of
+  /// `log_prob`, `[R]` tensors contiguous float32, `step_weights` and `kl` possibly undefined.
   static std::vector<at::Tensor> prepare(const at::Tensor& log_prob, const at::Tensor& old_log_prob,
                                          const at::Tensor& allocation, const at::Tensor& advantages,
                                          const at::Tensor& step_weights, const at::Tensor& kl) {
-    cuda_detail::require_cuda(log_prob, "log_prob");
-    if (log_prob.dim() != 2)
-      throw shape_error("log_prob: expected [R, N], got rank " + std::to_string(log_prob.dim()));
     const auto dtype = log_prob.scalar_type();
     const auto rows = at::TensorOptions().dtype(at::kFloat).device(log_prob.device());
-    const auto require_rows = [&](const at::Tensor& t, const char* arg) {
-      if (t.dim() != 1 || t.size(0) != log_prob.size(0))
-        throw shape_error(std::string(arg) + ": expected [R] = [" +
-                          std::to_string(log_prob.size(0)) + "]");
-      return t.to(rows).contiguous();  // [R]
+    const auto as_rows = [&](const at::Tensor& t) {
+      return t.detach().to(rows).contiguous();  // [R]
     };
     return {log_prob.detach(), old_log_prob.detach().to(dtype), allocation.detach().to(dtype),
-            require_rows(advantages.detach(), "advantages"),
-            step_weights.defined() ? require_rows(step_weights.detach(), "step_weights") : at::Tensor(),
-            kl.defined() ? kl.detach().to(dtype) : at::Tensor()};
+            as_rows(advantages),                                                 // [R]
+            step_weights.defined() ? as_rows(step_weights) : at::Tensor(),      // [R]
+            kl.defined() ? kl.detach().to(dtype) : at::Tensor()};               // [R, N]
   }
 
   /// @brief Builds the kernel inputs from `prepare`d tensors and calls `launch(in, params)`.
@@ -312,10 +304,14 @@ class token_objective_function : public torch::autograd::Function<token_objectiv
 /// @param advantages   [R] `A`
 /// @param step_weights [R] `gamma`; undefined: 1
 /// @param kl           [R, N] per-token KL; undefined: none (then `beta` must be 0)
+/// @param options      clip range, KL weight and weighting
 inline torch::autograd::variable_list token_objective_cuda(
     const at::Tensor& log_prob, const at::Tensor& old_log_prob, const at::Tensor& allocation,
     const at::Tensor& advantages, const at::Tensor& step_weights = {}, const at::Tensor& kl = {},
     const cuda_token_objective_options& options = {}) {
+  check_token_objective_cuda(log_prob, old_log_prob, allocation, advantages, step_weights, kl,
+                             options);
+  cuda_detail::require_cuda(log_prob, "log_prob");
   // LibTorch 2.x records the device of every tensor argument of a custom Function, which an
   // undefined tensor has not: an input left out travels as an empty placeholder and a flag.
   const at::Tensor absent = at::empty({0}, log_prob.options());  // [0]
