@@ -1,11 +1,10 @@
 #include "sd35/mmdit/blocks.hpp"
 
-#include <torch/version.h>
-
-#include <cmath>
 #include <optional>
 #include <string>
 
+#include "sd35/common/attention.hpp"
+#include "sd35/common/rms_norm.hpp"
 #include "star/torch/attention_lse.hpp"
 
 namespace star::sd35 {
@@ -20,29 +19,12 @@ std::shared_ptr<torch::nn::Module> container(torch::nn::Module& parent, const st
   return parent.register_module(name, std::make_shared<torch::nn::Module>());
 }
 
-/// `softmax(q k^T / sqrt(D)) v` with the cheapest kernel of this LibTorch.
-/// q [B, H, Tq, D], k [B, H, T, D], v [B, H, T, D] -> [B, H, Tq, D].
-at::Tensor plain_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v) {
-#if TORCH_VERSION_MAJOR >= 2
-  return at::scaled_dot_product_attention(q, k, v);  // [B, H, Tq, D]
-#else
-  const double scale = 1.0 / std::sqrt(static_cast<double>(q.size(-1)));
-  const auto accumulate = q.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
-  const auto scores =
-      at::matmul(q.to(accumulate), k.to(accumulate).transpose(-2, -1)) * scale;  // [B, H, Tq, T]
-  const auto probs = at::softmax(scores, -1).to(v.scalar_type());                // [B, H, Tq, T]
-  return at::matmul(probs, v);                                                   // [B, H, Tq, D]
-#endif
-}
-
 }  // namespace
 
 rms_norm::rms_norm(std::int64_t dim) : weight(register_parameter("weight", torch::ones({dim}))) {}
 
 at::Tensor rms_norm::forward(const at::Tensor& x) {
-  const auto wide = x.to(at::kFloat);                                         // [..., dim]
-  const auto inverse_rms = at::rsqrt(wide.pow(2).mean(-1, true) + norm_eps);  // [..., 1]
-  return (wide * inverse_rms * weight.to(at::kFloat)).to(x.scalar_type());    // [..., dim]
+  return rms_normalize(x, weight, norm_eps);  // [..., dim]
 }
 
 feed_forward::feed_forward(std::int64_t dim) {
@@ -94,7 +76,7 @@ at::Tensor attention::self_attention(const at::Tensor& x) {
   const auto q = heads(to_q->forward(x), norm_q);                 // [B, H, N, D]
   const auto k = heads(to_k->forward(x), norm_k);                 // [B, H, N, D]
   const auto v = heads(to_v->forward(x), nullptr);                // [B, H, N, D]
-  return to_out->forward(merge_heads(plain_attention(q, k, v)));  // [B, N, C]
+  return to_out->forward(merge_heads(dot_product_attention(q, k, v)));  // [B, N, C]
 }
 
 std::pair<at::Tensor, at::Tensor> attention::joint_attention(const at::Tensor& x,
@@ -118,7 +100,7 @@ std::pair<at::Tensor, at::Tensor> attention::joint_attention(const at::Tensor& x
     joint = attended.output;
   } else {
     // Without a text output only the image query rows are needed (exactly equivalent).
-    joint = plain_attention(to_add_out ? q : q.slice(2, 0, image_tokens), k, v);
+    joint = dot_product_attention(to_add_out ? q : q.slice(2, 0, image_tokens), k, v);
   }
   const auto merged = merge_heads(joint);                                // [B, T, C] or [B, N, C]
   const auto image = to_out->forward(merged.slice(1, 0, image_tokens));  // [B, N, C]
@@ -128,8 +110,7 @@ std::pair<at::Tensor, at::Tensor> attention::joint_attention(const at::Tensor& x
 
 at::Tensor modulated_layer_norm(const at::Tensor& x, const at::Tensor& scale,
                                 const at::Tensor& shift) {
-  const auto normed = at::layer_norm(x.to(at::kFloat), {x.size(-1)}, {}, {}, norm_eps)
-                          .to(x.scalar_type());                   // [B, T, C]
+  const auto normed = at::layer_norm(x, {x.size(-1)}, {}, {}, norm_eps);  // [B, T, C]
   return normed * (1 + scale.unsqueeze(1)) + shift.unsqueeze(1);  // [B, T, C]
 }
 

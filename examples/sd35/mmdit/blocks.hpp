@@ -3,7 +3,8 @@
 /// @brief The pieces of an MMDiT-X joint transformer block, as torch::nn modules whose
 /// parameter names are diffusers' (`attn.to_q.weight`, `ff.net.0.proj.bias`, ...): q/k RMSNorm,
 /// the GELU-tanh feed-forward, the (joint or image-only) attention, the adaptive LayerNorms and
-/// the block itself. Every LayerNorm has eps 1e-6 and no affine, and is computed in float32.
+/// the block itself. Every LayerNorm has eps 1e-6 and no affine, and runs in the stream's dtype
+/// like diffusers' `nn.LayerNorm` (at::layer_norm accumulates half inputs in float32).
 ///
 /// Dimension letters: B batch, N image tokens, L text tokens, T = N + L, H heads, D head dim,
 /// C = H * D the stream width.
@@ -20,12 +21,13 @@
 namespace star::sd35 {
 
 /// @brief diffusers `RMSNorm(dim, eps=1e-6, elementwise_affine=True)`:
-/// `x * rsqrt(mean(x^2) + eps) * weight` over the last dim, the variance in float32.
+/// `x * rsqrt(mean(x^2) + eps) * weight` over the last dim (`rms_normalize`: the variance in
+/// float32, as diffusers computes it).
 class rms_norm : public torch::nn::Module {
  public:
   /// @param dim  the normalised (last) dimension
   explicit rms_norm(std::int64_t dim);
-  /// @param x  [..., dim]; @return [..., dim] in x's dtype
+  /// @param x  [..., dim]; @return [..., dim] in the weight's dtype (x's, after `module->to`)
   at::Tensor forward(const at::Tensor& x);
 
   at::Tensor weight;  ///< [dim]
@@ -130,8 +132,9 @@ class ada_layer_norm_continuous : public torch::nn::Module {
   torch::nn::Linear linear{nullptr};  ///< C -> 2C
 };
 
-/// @brief LayerNorm over the last dim, eps 1e-6, no affine, computed in float32 and returned
-/// in x's dtype; then `(1 + scale) + shift` with [B, C] modulation broadcast over tokens.
+/// @brief LayerNorm over the last dim, eps 1e-6, no affine, in x's dtype (float32 accumulation
+/// inside at::layer_norm); then `(1 + scale) + shift` with [B, C] modulation broadcast over
+/// tokens.
 /// @param x      [B, T, C]
 /// @param scale  [B, C]
 /// @param shift  [B, C]

@@ -3,7 +3,8 @@
 /// @brief The MMDiT-X denoiser of Stable Diffusion 3.5 (diffusers `SD3Transformer2DModel`) as
 /// a torch::nn module whose `named_parameters()` / `named_buffers()` are diffusers' state-dict
 /// names, so the release `transformer/` weights load by name. Runs in float32, bfloat16 and
-/// float16 (`module->to(dtype)`); LayerNorm, RMSNorm, softmax and the LSE accumulate in float32.
+/// float16 (`module->to(dtype)`); LayerNorm, the RMSNorm variance, softmax and the LSE
+/// accumulate in float32.
 ///
 /// Dimension letters: B batch, C latent channels, H x W latent, P patch, h x w = H/P x W/P token
 /// grid, N = h w image tokens, L text tokens, T = N + L, Dj / Dp text / pooled widths,

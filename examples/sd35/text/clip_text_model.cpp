@@ -1,8 +1,8 @@
 #include "sd35/text/clip_text_model.hpp"
 
 #include <cmath>
-#include <limits>
 
+#include "sd35/common/attention.hpp"
 #include "sd35/config/config_file.hpp"
 #include "sd35/config/config_keys.hpp"
 #include "star/core/shape.hpp"
@@ -27,24 +27,19 @@ struct clip_layer : torch::nn::Module {
     layer_norm2 = add_leaf<layer_norm>(*this, "layer_norm2", c, config.layer_norm_eps, options);
   }
 
-  /// @brief `x` [B, S, C], `causal_mask` [S, S] (0 on and below the diagonal, -inf above).
-  at::Tensor operator()(const at::Tensor& x, const at::Tensor& causal_mask) const {
+  /// @brief `x` [B, S, C]; causal self-attention.
+  at::Tensor operator()(const at::Tensor& x) const {
     const auto batch = x.size(0);
     const auto length = x.size(1);
     const auto width = x.size(2);
-    const auto head_dim = width / heads;
     const auto split = [&](const at::Tensor& t) {
-      return t.view({batch, length, heads, head_dim}).transpose(1, 2);  // [B, H, S, D]
+      return t.view({batch, length, heads, width / heads}).transpose(1, 2);  // [B, H, S, D]
     };
-    const auto h = (*layer_norm1)(x);                                           // [B, S, C]
-    const auto q = split((*q_proj)(h) * (1.0 / std::sqrt(double(head_dim))));  // [B, H, S, D]
-    const auto k = split((*k_proj)(h));                                         // [B, H, S, D]
-    const auto v = split((*v_proj)(h));                                         // [B, H, S, D]
-    const auto logits = at::matmul(q, k.transpose(-1, -2)) + causal_mask;      // [B, H, S, S]
-    const auto probabilities = at::softmax(logits, -1);                         // [B, H, S, S]
-    const auto mixed = at::matmul(probabilities, v)                             // [B, H, S, D]
+    const auto h = (*layer_norm1)(x);  // [B, S, C]
+    const auto mixed = dot_product_attention(split((*q_proj)(h)), split((*k_proj)(h)),
+                                             split((*v_proj)(h)), {.causal = true})  // [B, H, S, D]
                            .transpose(1, 2)
-                           .reshape({batch, length, width});                    // [B, S, C]
+                           .reshape({batch, length, width});  // [B, S, C]
     const auto attended = x + (*out_proj)(mixed);                               // [B, S, C]
     const auto inner = (*fc1)((*layer_norm2)(attended));                        // [B, S, 4C]
     const auto activated = activation == clip_activation::quick_gelu
@@ -157,7 +152,8 @@ clip_text_model_impl::clip_text_model_impl(const clip_text_config& config,
                                       false, options);
 }
 
-clip_text_output clip_text_model_impl::forward(const at::Tensor& input_ids) const {
+clip_text_output clip_text_model_impl::forward(const at::Tensor& input_ids,
+                                               const text_encoder_options& options) const {
   text_detail::require_defined(input_ids, "input_ids", "[B, S] token ids");
   star::require_rank("input_ids", input_ids.sizes().vec(), 2, "[B, S] token ids");
   const auto batch = input_ids.size(0);
@@ -167,22 +163,24 @@ clip_text_output clip_text_model_impl::forward(const at::Tensor& input_ids) cons
                             std::to_string(config_.max_position_embeddings) + ", got " +
                             star::to_string(input_ids.sizes().vec()));
   text_detail::require_token_ids(input_ids, config_.vocab_size, "input_ids");
+  const auto layers = config_.num_hidden_layers;
+  text_detail::hidden_state_picker picker(options.hidden_states, layers);
   const auto ids = input_ids.to(token_embedding_->weight().device(), at::kLong);  // [B, S]
 
   clip_text_output out;
-  const auto positions = at::arange(length, ids.options());                  // [S]
-  auto x = (*token_embedding_)(ids) + (*position_embedding_)(positions);     // [B, S, C]
-  const auto causal_mask =
-      at::full({length, length}, -std::numeric_limits<double>::infinity(), x.options())
-          .triu(1);  // [S, S]
-  out.hidden_states.reserve(layers_.size() + 1);
-  out.hidden_states.push_back(x);
-  for (const auto& layer : layers_) {
-    x = (*layer)(x, causal_mask);  // [B, S, C]
-    out.hidden_states.push_back(x);
+  const auto keep = [&](std::int64_t index, const at::Tensor& hidden) {
+    picker.offer(index, hidden);
+    if (index == layers - 1) out.penultimate_hidden_state = hidden;  // [B, S, C]
+  };
+  const auto positions = at::arange(length, ids.options());               // [S]
+  auto x = (*token_embedding_)(ids) + (*position_embedding_)(positions);  // [B, S, C]
+  keep(0, x);
+  for (std::int64_t i = 0; i < layers; ++i) {
+    x = (*layers_[i])(x);  // [B, S, C]
+    keep(i + 1, x);
   }
+  out.hidden_states = picker.take();
   out.last_hidden_state = (*final_layer_norm_)(x);                           // [B, S, C]
-  out.penultimate_hidden_state = out.hidden_states[out.hidden_states.size() - 2];  // [B, S, C]
   const auto eos_positions = config_.eos_token_id == 2
                                  ? ids.argmax(-1)                                       // [B]
                                  : ids.eq(config_.eos_token_id).to(at::kInt).argmax(-1);  // [B]

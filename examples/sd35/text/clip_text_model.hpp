@@ -59,8 +59,12 @@ struct clip_text_config {
 /// @brief What one CLIP text forward returns (S = sequence length, C = hidden, P = projection).
 struct clip_text_output {
   at::Tensor last_hidden_state;            ///< [B, S, C] after final_layer_norm
-  std::vector<at::Tensor> hidden_states;   ///< L + 1 of [B, S, C]: embeddings, then each layer
-  at::Tensor penultimate_hidden_state;     ///< [B, S, C] = hidden_states[L - 1] (SD3's features)
+  /// [B, S, C] each: the `text_encoder_options::hidden_states` asked for, in that order (0 the
+  /// embeddings, `i` the output of layer `i`); none by default.
+  std::vector<at::Tensor> hidden_states;
+  /// [B, S, C] transformers' `hidden_states[L - 1]`, the second-to-last layer's output (SD3's
+  /// features; the embeddings when L = 1).
+  at::Tensor penultimate_hidden_state;
   at::Tensor pooled_output;                ///< [B, C] last_hidden_state at the EOS position
   at::Tensor text_embeds;                  ///< [B, P] text_projection(pooled_output)
 };
@@ -82,7 +86,10 @@ class clip_text_model_impl : public torch::nn::Module {
 
   /// @brief Causal CLIP text forward, no padding mask (as diffusers' SD3 pipeline calls it).
   /// @param input_ids  [B, S] integer ids in [0, vocab_size), 1 <= S <= max_position_embeddings
-  clip_text_output forward(const at::Tensor& input_ids) const;
+  /// @param options    the hidden states to return besides the penultimate one (index in
+  ///                   [0, num_hidden_layers], else `star::option_error` naming `hidden_states`)
+  clip_text_output forward(const at::Tensor& input_ids,
+                           const text_encoder_options& options = {}) const;
 
   const clip_text_config& config() const { return config_; }
 

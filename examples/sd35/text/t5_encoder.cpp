@@ -5,6 +5,8 @@
 #include <cmath>
 #include <limits>
 
+#include "sd35/common/attention.hpp"
+#include "sd35/common/rms_norm.hpp"
 #include "sd35/config/config_file.hpp"
 #include "sd35/config/config_keys.hpp"
 #include "star/core/shape.hpp"
@@ -12,18 +14,14 @@
 namespace star::sd35 {
 namespace text_detail {
 
-/// @brief T5LayerNorm: RMS over the last dimension (variance in float32, no mean, no bias),
-/// times `weight` [C]; the result is cast back to a half-precision weight's dtype.
+/// @brief T5LayerNorm: `rms_normalize` (no mean, no bias), whose float32 variance and cast to a
+/// half-precision weight's dtype are transformers' own.
 class t5_layer_norm : public torch::nn::Module {
  public:
   t5_layer_norm(std::int64_t width, double eps, const at::TensorOptions& options)
       : eps_(eps), weight_(add_parameter(*this, "weight", {width}, options, initial_value::ones)) {}
   at::Tensor operator()(const at::Tensor& x) const {
-    const auto variance = x.to(at::kFloat).pow(2).mean(-1, /*keepdim=*/true);  // [..., 1]
-    auto normed = x * at::rsqrt(variance + eps_);                              // [..., C]
-    if (weight_.scalar_type() == at::kHalf || weight_.scalar_type() == at::kBFloat16)
-      normed = normed.to(weight_.scalar_type());                               // [..., C]
-    return weight_ * normed;                                                   // [..., C]
+    return rms_normalize(x, weight_, eps_);  // [..., C]
   }
 
  private:
@@ -86,14 +84,12 @@ struct t5_block : torch::nn::Module {
     const auto split = [&](const at::Tensor& t) {
       return t.view({batch, length, heads, head_dim}).transpose(1, 2);  // [B, H, L, D]
     };
-    const auto h = (*attention_norm)(x);                                     // [B, L, C]
-    const auto scores = at::matmul(split((*q)(h)), split((*k)(h)).transpose(-1, -2)) +
-                        bias;                                                // [B, H, L, L]
-    const auto probabilities =
-        at::softmax(scores.to(at::kFloat), -1).to(scores.scalar_type());     // [B, H, L, L]
-    const auto mixed = at::matmul(probabilities, split((*v)(h)))             // [B, H, L, D]
+    const auto h = (*attention_norm)(x);  // [B, L, C]
+    // T5 does not scale the logits; `bias` holds the position bias and the padding mask.
+    const auto mixed = dot_product_attention(split((*q)(h)), split((*k)(h)), split((*v)(h)),
+                                             {.additive_mask = bias, .scale = 1.0})  // [B, H, L, D]
                            .transpose(1, 2)
-                           .reshape({batch, length, heads * head_dim});      // [B, L, H*D]
+                           .reshape({batch, length, heads * head_dim});  // [B, L, H*D]
     const auto attended = clamp_float16_overflow(x + (*o)(mixed));           // [B, L, C]
     const auto g = (*ff_norm)(attended);                                     // [B, L, C]
     const auto gated = at::gelu((*wi_0)(g), "tanh") * (*wi_1)(g);            // [B, L, F]
@@ -213,13 +209,15 @@ at::Tensor t5_encoder_impl::position_bias(std::int64_t query_length,
 }
 
 t5_encoder_output t5_encoder_impl::forward(const at::Tensor& input_ids,
-                                           const at::Tensor& attention_mask) const {
+                                           const at::Tensor& attention_mask,
+                                           const text_encoder_options& options) const {
   text_detail::require_defined(input_ids, "input_ids", "[B, L] token ids");
   star::require_rank("input_ids", input_ids.sizes().vec(), 2, "[B, L] token ids");
   if (input_ids.size(0) < 1 || input_ids.size(1) < 1)
     throw star::shape_error("input_ids: expected [B, L] with B, L >= 1, got " +
                             star::to_string(input_ids.sizes().vec()));
   text_detail::require_token_ids(input_ids, config_.vocab_size, "input_ids");
+  text_detail::hidden_state_picker picker(options.hidden_states, config_.num_layers);
   const auto device = shared_->weight().device();
   const auto ids = input_ids.to(device, at::kLong);  // [B, L]
   const auto length = ids.size(1);
@@ -239,14 +237,14 @@ t5_encoder_output t5_encoder_impl::forward(const at::Tensor& input_ids,
     bias = bias + blocked.unsqueeze(1).unsqueeze(1);         // [B, H, L, L]
   }
 
-  t5_encoder_output out;
-  out.hidden_states.reserve(blocks_.size() + 1);
-  for (const auto& block : blocks_) {
-    out.hidden_states.push_back(x);
-    x = (*block)(x, bias);  // [B, L, C]
+  for (std::int64_t i = 0; i < config_.num_layers; ++i) {
+    picker.offer(i, x);
+    x = (*blocks_[i])(x, bias);  // [B, L, C]
   }
+  t5_encoder_output out;
   out.last_hidden_state = (*final_layer_norm_)(x);  // [B, L, C]
-  out.hidden_states.push_back(out.last_hidden_state);
+  picker.offer(config_.num_layers, out.last_hidden_state);
+  out.hidden_states = picker.take();
   return out;
 }
 

@@ -47,8 +47,9 @@ struct t5_encoder_config {
 /// @brief What one T5 encoder forward returns (L = sequence length, C = d_model).
 struct t5_encoder_output {
   at::Tensor last_hidden_state;           ///< [B, L, C] after final_layer_norm
-  /// num_layers + 1 of [B, L, C], as transformers reports them: the embeddings, the outputs of
-  /// blocks 0 .. num_layers - 2, then last_hidden_state.
+  /// [B, L, C] each: the `text_encoder_options::hidden_states` asked for, in that order, indices
+  /// into transformers' tuple (0 the embeddings, `i` < num_layers the output of block `i - 1`,
+  /// num_layers last_hidden_state); none by default.
   std::vector<at::Tensor> hidden_states;
 };
 
@@ -81,8 +82,10 @@ class t5_encoder_impl : public torch::nn::Module {
   /// @brief Encoder forward (diffusers' SD3 pipeline passes no mask: padding is attended to).
   /// @param input_ids       [B, L] integer ids in [0, vocab_size)
   /// @param attention_mask  [B, L] 1 = attend, 0 = padding; undefined for none
-  t5_encoder_output forward(const at::Tensor& input_ids,
-                            const at::Tensor& attention_mask = {}) const;
+  /// @param options         the hidden states to return besides last_hidden_state (index in
+  ///                        [0, num_layers], else `star::option_error` naming `hidden_states`)
+  t5_encoder_output forward(const at::Tensor& input_ids, const at::Tensor& attention_mask = {},
+                            const text_encoder_options& options = {}) const;
 
   /// @brief Block 0's relative position bias, shared by every block (no 1/sqrt(d) scaling).
   /// @return [1, H, query_length, key_length]

@@ -1,8 +1,9 @@
 #pragma once
 /// @file
-/// @brief Building blocks shared by the text encoders: parameters that can live on the meta
-/// device (so a 4.7B-parameter config constructs without memory), linear / layer-norm /
-/// embedding leaves with transformers' parameter names, and argument checks.
+/// @brief Building blocks shared by the text encoders: which hidden states a forward returns,
+/// parameters that can live on the meta device (so a 4.7B-parameter config constructs without
+/// memory), linear / layer-norm / embedding leaves with transformers' parameter names, and
+/// argument checks.
 
 #include <ATen/ATen.h>
 #include <torch/nn/module.h>
@@ -10,9 +11,30 @@
 #include <cstdint>
 #include <initializer_list>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "star/core/error.hpp"
+
+namespace star::sd35 {
+
+/// @brief Which of transformers' `hidden_states` a text encoder's forward returns besides the
+/// features the SD3 pipeline uses (always returned).
+struct text_encoder_options {
+  /// Indices into transformers' `hidden_states` tuple, in the order wanted: 0 the embeddings,
+  /// `i` the output of layer `i` (T5's last one after `final_layer_norm`), each in
+  /// [0, layers]. Empty (the default): none.
+  std::vector<std::int64_t> hidden_states;
+
+  /// @brief Every index `0 .. layers`, in order.
+  static text_encoder_options all_hidden_states(std::int64_t layers) {
+    text_encoder_options options;
+    for (std::int64_t i = 0; i <= layers; ++i) options.hidden_states.push_back(i);
+    return options;
+  }
+};
+
+}  // namespace star::sd35
 
 namespace star::sd35::text_detail {
 
@@ -37,6 +59,32 @@ inline void require_token_ids(const at::Tensor& ids, std::int64_t vocab_size,
                             "), got values in [" + std::to_string(low) + ", " +
                             std::to_string(high) + "]");
 }
+
+/// @brief Keeps, during a forward, the hidden states `text_encoder_options::hidden_states` asks
+/// for, in its order.
+class hidden_state_picker {
+ public:
+  /// @brief Throws `option_error` naming `hidden_states` unless every index lies in
+  /// [0, layers].
+  hidden_state_picker(std::vector<std::int64_t> wanted, std::int64_t layers)
+      : wanted_(std::move(wanted)), picked_(wanted_.size()) {
+    for (const auto index : wanted_)
+      if (index < 0 || index > layers)
+        throw star::option_error("hidden_states: index " + std::to_string(index) +
+                                 " is outside [0, " + std::to_string(layers) + "]");
+  }
+  /// @brief Keeps `x` [B, S, C] for every request of `index`.
+  void offer(std::int64_t index, const at::Tensor& x) {
+    for (std::size_t j = 0; j < wanted_.size(); ++j)
+      if (wanted_[j] == index) picked_[j] = x;
+  }
+  /// @brief The kept tensors, one per requested index.
+  std::vector<at::Tensor> take() { return std::move(picked_); }
+
+ private:
+  std::vector<std::int64_t> wanted_;
+  std::vector<at::Tensor> picked_;
+};
 
 /// @brief How a fresh parameter is filled before weights are loaded.
 enum class initial_value { normal, zeros, ones };
@@ -74,7 +122,8 @@ class linear : public torch::nn::Module {
   at::Tensor bias_;
 };
 
-/// @brief LayerNorm over the last dimension with `weight` and `bias` [C].
+/// @brief LayerNorm over the last dimension with `weight` and `bias` [C], in the module's dtype
+/// like transformers' `nn.LayerNorm` (at::layer_norm accumulates half inputs in float32).
 class layer_norm : public torch::nn::Module {
  public:
   layer_norm(std::int64_t width, double eps, const at::TensorOptions& options)

@@ -2,11 +2,10 @@
 
 #include <ATen/ATen.h>
 #include <torch/nn/functional/activation.h>
-#include <torch/version.h>
 
-#include <cmath>
 #include <string>
 
+#include "sd35/common/attention.hpp"
 #include "star/core/error.hpp"
 #include "star/core/shape.hpp"
 
@@ -75,16 +74,10 @@ at::Tensor vae_attention_impl::forward(const at::Tensor& x) {
   const auto batch = x.size(0), channels = x.size(1), height = x.size(2), width = x.size(3);
   const auto tokens =
       group_norm(x).reshape({batch, channels, height * width}).transpose(1, 2);  // [B, S, C]
-  const auto q = to_q(tokens);                                                  // [B, S, C]
-  const auto k = to_k(tokens);                                                  // [B, S, C]
-  const auto v = to_v(tokens);                                                  // [B, S, C]
-#if TORCH_VERSION_MAJOR >= 2
-  const auto attended = at::scaled_dot_product_attention(q, k, v);  // [B, S, C]
-#else
-  const auto scale = 1.0 / std::sqrt(static_cast<double>(channels));
-  const auto probs = at::softmax(at::matmul(q, k.transpose(1, 2)) * scale, -1);  // [B, S, S]
-  const auto attended = at::matmul(probs, v);                                     // [B, S, C]
-#endif
+  const auto one_head = [](const at::Tensor& t) { return t.unsqueeze(1); };  // [B, 1, S, C]
+  const auto attended = dot_product_attention(one_head(to_q(tokens)), one_head(to_k(tokens)),
+                                              one_head(to_v(tokens)))
+                            .squeeze(1);  // [B, S, C]
   const auto out = out_proj(attended).transpose(1, 2).reshape(x.sizes());  // [B, C, h, w]
   return x + out;                                                          // [B, C, h, w]
 }

@@ -1,7 +1,7 @@
 // The MMDiT-X denoiser against diffusers' SD3Transformer2DModel (tests/data/sd35/
 // sd3_transformer*.{json,safetensors}, tests/data/sd3_transformer_io.safetensors): config,
 // state-dict names, outputs, every intermediate, skip-layer guidance, the attention observer
-// (q, k, LSE and star's image-to-text probabilities), bfloat16, and input errors.
+// (q, k, LSE and star's image-to-text probabilities), bfloat16, float16, and input errors.
 
 // LibTorch first: its glog defines CHECK, which Catch must own.
 #include <torch/torch.h>
@@ -11,29 +11,25 @@
 #undef CHECK
 
 #include <catch2/catch.hpp>
-#include <fstream>
 #include <map>
 #include <memory>
-#include <nlohmann/json.hpp>
 #include <numeric>
 #include <set>
 #include <string>
 #include <vector>
 
-#include "sd35/sd35_fixtures.hpp"
+#include "sd35/float16_kernels.hpp"
+#include "sd35/sd35_mmdit_fixture.hpp"
 
 namespace {
 
 using namespace star::sd35;
 using star::test::data_path;
+using star::test::fixture_transformer;
+using star::test::fixture_transformer_config;
+using star::test::require_near;
 
 const std::string weights_file = "sd35/sd3_transformer_weights.safetensors";
-
-/// The `config` object of the fixture's sidecar JSON, as text.
-std::string fixture_config_json() {
-  std::ifstream in(data_path("sd35/sd3_transformer.json"));
-  return nlohmann::json::parse(in).at("config").dump();
-}
 
 const std::map<std::string, at::Tensor>& io_tensors() {
   static const auto tensors =
@@ -45,23 +41,6 @@ const at::Tensor& io(const std::string& name) {
   const auto found = io_tensors().find(name);
   if (found == io_tensors().end()) FAIL("fixture tensor " << name << " is missing");
   return found->second;
-}
-
-std::shared_ptr<sd3_transformer> fixture_model() {
-  auto model =
-      std::make_shared<sd3_transformer>(transformer_config::from_json(fixture_config_json()));
-  star::test::load_fixture_weights(*model, data_path(weights_file));
-  model->eval();
-  return model;
-}
-
-void require_close(const at::Tensor& got, const at::Tensor& want, double tolerance,
-                   const std::string& what) {
-  INFO(what);
-  REQUIRE(got.sizes() == want.sizes());
-  const double error = (got.to(at::kDouble) - want.to(at::kDouble)).abs().max().item<double>();
-  INFO("max |got - want| = " << error);
-  REQUIRE(error <= tolerance);
 }
 
 /// The forward of fixture case `name` ("case1", "case2").
@@ -95,7 +74,7 @@ constexpr double tolerance = 1e-4;  // the fixture README's float32 tolerance fo
 }  // namespace
 
 TEST_CASE("config: the fixture sidecar's config parses to every field", "[sd35][mmdit][config]") {
-  const auto config = transformer_config::from_json(fixture_config_json());
+  const auto config = fixture_transformer_config();
   CHECK(config.sample_size == 8);
   CHECK(config.patch_size == 2);
   CHECK(config.in_channels == 16);
@@ -179,7 +158,7 @@ TEST_CASE("config: bad keys and values are rejected naming the key", "[sd35][mmd
 
 TEST_CASE("module: parameter and buffer names and shapes are diffusers' state dict",
           "[sd35][mmdit][module]") {
-  const sd3_transformer model(transformer_config::from_json(fixture_config_json()));
+  const sd3_transformer model(fixture_transformer_config());
   const auto file = star::test::read_safetensors(data_path(weights_file));
   std::map<std::string, std::vector<std::int64_t>> module_shapes;
   for (const auto& item : model.named_parameters())
@@ -202,9 +181,9 @@ TEST_CASE("module: parameter and buffer names and shapes are diffusers' state di
 
 TEST_CASE("module: the positional table built at construction is diffusers' table",
           "[sd35][mmdit][module]") {
-  const sd3_transformer model(transformer_config::from_json(fixture_config_json()));
+  const sd3_transformer model(fixture_transformer_config());
   const auto file = star::test::fixture_tensors(data_path(weights_file));
-  require_close(model.pos_embed->pos_embed, file.at("pos_embed.pos_embed"), 1e-6,
+  require_near(model.pos_embed->pos_embed, file.at("pos_embed.pos_embed"), 1e-6,
                 "pos_embed.pos_embed");
 }
 
@@ -212,7 +191,7 @@ TEST_CASE(
     "module: unpatchify puts column (P p + q) C + c of token (row, col) at pixel "
     "(P row + p, P col + q)",
     "[sd35][mmdit][module]") {
-  const sd3_transformer model(transformer_config::from_json(fixture_config_json()));
+  const sd3_transformer model(fixture_transformer_config());
   const std::int64_t grid_h = 3, grid_w = 2, patch = 2, channels = 16;
   const auto tokens = at::arange(2 * grid_h * grid_w * patch * patch * channels, at::kFloat)
                           .reshape({2, grid_h * grid_w, patch * patch * channels});  // [B, N, 64]
@@ -232,55 +211,55 @@ TEST_CASE(
 
 TEST_CASE("forward: case1 (square, B=2) and case2 (non-square) outputs match diffusers",
           "[sd35][mmdit][forward]") {
-  const auto model = fixture_model();
+  const auto model = fixture_transformer();
   for (const auto& name : cases) {
     const auto output = run_case(*model, name);
     CHECK(output.scalar_type() == at::kFloat);
-    require_close(output, io(name + ".output"), tolerance, name + ".output");
+    require_near(output, io(name + ".output"), tolerance, name + ".output");
   }
 }
 
 TEST_CASE("forward: every intermediate matches diffusers stage by stage",
           "[sd35][mmdit][forward]") {
-  const auto model = fixture_model();
+  const auto model = fixture_transformer();
   at::NoGradGuard no_grad;
   for (const auto& name : cases) {
     const auto inter = name + ".inter.";
-    require_close(model->pos_embed->forward(io(name + ".input.hidden_states")),
+    require_near(model->pos_embed->forward(io(name + ".input.hidden_states")),
                   io(inter + "pos_embed_out"), tolerance, inter + "pos_embed_out");
-    const auto& temb = io(inter + "temb");
-    require_close(model->time_text_embed->forward(io(name + ".input.timestep"),
+    const auto temb = io(inter + "temb");  // [B, D] (a handle: GCC 14 warns on a reference)
+    require_near(model->time_text_embed->forward(io(name + ".input.timestep"),
                                                   io(name + ".input.pooled_projections")),
                   temb, tolerance, inter + "temb");
-    require_close(model->context_embedder->forward(io(name + ".input.encoder_hidden_states")),
+    require_near(model->context_embedder->forward(io(name + ".input.encoder_hidden_states")),
                   io(inter + "context_embedder_out"), tolerance, inter + "context_embedder_out");
     // Each block on diffusers' input to it.
     at::Tensor x = io(inter + "pos_embed_out"), c = io(inter + "context_embedder_out");
     for (std::size_t i = 0; i < model->transformer_blocks.size(); ++i) {
       const auto prefix = inter + "block" + std::to_string(i) + "_out.";
       const auto [image, text] = model->transformer_blocks[i]->forward(x, c, temb);
-      require_close(image, io(prefix + "hidden_states"), tolerance, prefix + "hidden_states");
+      require_near(image, io(prefix + "hidden_states"), tolerance, prefix + "hidden_states");
       x = io(prefix + "hidden_states");
       if (i + 1 < model->transformer_blocks.size()) {
-        require_close(text, io(prefix + "encoder_hidden_states"), tolerance,
+        require_near(text, io(prefix + "encoder_hidden_states"), tolerance,
                       prefix + "encoder_hidden_states");
         c = io(prefix + "encoder_hidden_states");
       } else {
         CHECK_FALSE(text.defined());
       }
     }
-    require_close(model->norm_out->forward(x, temb), io(inter + "norm_out"), tolerance,
+    require_near(model->norm_out->forward(x, temb), io(inter + "norm_out"), tolerance,
                   inter + "norm_out");
   }
 }
 
 TEST_CASE("forward: skip_layers = [1] matches diffusers' skip-layer guidance path",
           "[sd35][mmdit][forward]") {
-  const auto model = fixture_model();
+  const auto model = fixture_transformer();
   forward_options options;
   options.skip_layers = {1};
   const auto skipped = run_case(*model, "case1", options);
-  require_close(skipped, io("case1.output_skip_layers_1"), tolerance, "case1.output_skip_layers_1");
+  require_near(skipped, io("case1.output_skip_layers_1"), tolerance, "case1.output_skip_layers_1");
   // And it differs from the full forward, so the option did something.
   CHECK((skipped - io("case1.output")).abs().max().item<double>() > 1e-3);
   options.skip_layers = {3};
@@ -290,16 +269,16 @@ TEST_CASE("forward: skip_layers = [1] matches diffusers' skip-layer guidance pat
 
 TEST_CASE("observer: joint q, k, LSE and star's image-to-text probabilities match the capture",
           "[sd35][mmdit][observer]") {
-  const auto model = fixture_model();
+  const auto model = fixture_transformer();
   const star::libtorch::backend be;
   for (const auto& name : cases) {
     recording_observer observer;
     forward_options options;
     options.observer = &observer;
     const auto output = run_case(*model, name, options);
-    require_close(output, io(name + ".output"), tolerance, name + ".output with the observer");
+    require_near(output, io(name + ".output"), tolerance, name + ".output with the observer");
     REQUIRE(observer.blocks == std::vector<int>{0, 1, 2});
-    const auto& hidden = io(name + ".input.hidden_states");
+    const auto hidden = io(name + ".input.hidden_states");  // [B, C, H, W]
     const std::int64_t text_tokens = io(name + ".input.encoder_hidden_states").size(1);
     for (const auto& layout : observer.layouts) {
       CHECK(layout.grid_h == hidden.size(2) / 2);
@@ -312,18 +291,18 @@ TEST_CASE("observer: joint q, k, LSE and star's image-to-text probabilities matc
     std::iota(columns.begin(), columns.end(), 0);
     for (int block = 0; block < 3; ++block) {
       const auto suffix = ".block" + std::to_string(block);
-      require_close(observer.q[block], io(name + ".attn_q" + suffix), tolerance,
+      require_near(observer.q[block], io(name + ".attn_q" + suffix), tolerance,
                     name + " q" + suffix);
-      require_close(observer.k[block], io(name + ".attn_k" + suffix), tolerance,
+      require_near(observer.k[block], io(name + ".attn_k" + suffix), tolerance,
                     name + " k" + suffix);
       CHECK(observer.lse[block].scalar_type() == at::kFloat);
       CHECK_FALSE(observer.lse[block].requires_grad());
-      require_close(observer.lse[block], io(name + ".attn_lse_all" + suffix), tolerance,
+      require_near(observer.lse[block], io(name + ".attn_lse_all" + suffix), tolerance,
                     name + " lse" + suffix);
       const auto probs = star::libtorch::selected_attention_probabilities(
           be, observer.q[block], observer.k[block], observer.layouts[0], columns,
           observer.lse[block]);  // [B, H, N, L]
-      require_close(probs, io(name + ".attn_probs_img2txt" + suffix), 1e-5,
+      require_near(probs, io(name + ".attn_probs_img2txt" + suffix), 1e-5,
                     name + " img2txt probabilities" + suffix);
     }
   }
@@ -331,7 +310,7 @@ TEST_CASE("observer: joint q, k, LSE and star's image-to-text probabilities matc
 
 TEST_CASE("observer: text segments reach the layout, must sum to L, skipped blocks are silent",
           "[sd35][mmdit][observer]") {
-  const auto model = fixture_model();
+  const auto model = fixture_transformer();
   recording_observer observer;
   forward_options options;
   options.observer = &observer;
@@ -351,7 +330,7 @@ TEST_CASE("observer: text segments reach the layout, must sum to L, skipped bloc
 }
 
 TEST_CASE("dtype: a bfloat16 module runs and stays close to float32", "[sd35][mmdit][dtype]") {
-  const auto model = fixture_model();
+  const auto model = fixture_transformer();
   const auto reference = run_case(*model, "case1");
   model->to(at::kBFloat16);
   recording_observer observer;
@@ -368,27 +347,24 @@ TEST_CASE("dtype: a bfloat16 module runs and stays close to float32", "[sd35][mm
   REQUIRE(observer.lse.size() == 3);
   CHECK(observer.q[0].scalar_type() == at::kBFloat16);
   CHECK(observer.lse[0].scalar_type() == at::kFloat);
-  require_close(observer.lse[0], io("case1.attn_lse_all.block0"), 5e-2, "bf16 lse block0");
+  require_near(observer.lse[0], io("case1.attn_lse_all.block0"), 5e-2, "bf16 lse block0");
 }
 
 TEST_CASE("dtype: a float16 module runs and stays close to float32 where half kernels exist",
           "[sd35][mmdit][dtype]") {
-  const auto model = fixture_model();
+  const auto model = fixture_transformer();
   const auto reference = run_case(*model, "case1");
   const auto device = torch::cuda::is_available() ? at::Device(at::kCUDA) : at::Device(at::kCPU);
-  model->to(device, at::kHalf);
-  at::Tensor output;
-  try {
-    at::NoGradGuard no_grad;
-    output = model->forward(io("case1.input.hidden_states").to(device),
-                            io("case1.input.encoder_hidden_states").to(device),
-                            io("case1.input.pooled_projections").to(device),
-                            io("case1.input.timestep").to(device));  // [B, C, H, W]
-  } catch (const c10::Error& e) {
-    WARN("skipped: this LibTorch has no float16 kernels on " << device << " ("
-                                                             << e.what_without_backtrace() << ")");
+  if (!star::test::has_float16_kernels(device)) {
+    WARN("skipped: LibTorch " TORCH_VERSION " has no float16 kernels on " << device);
     return;
   }
+  model->to(device, at::kHalf);
+  at::NoGradGuard no_grad;
+  const auto output = model->forward(io("case1.input.hidden_states").to(device),
+                                     io("case1.input.encoder_hidden_states").to(device),
+                                     io("case1.input.pooled_projections").to(device),
+                                     io("case1.input.timestep").to(device));  // [B, C, H, W]
   CHECK(output.scalar_type() == at::kHalf);
   const auto difference = output.to(at::kCPU, at::kFloat) - reference;  // [B, C, H, W]
   const double relative = difference.norm().item().toDouble() / reference.norm().item().toDouble();
@@ -398,7 +374,7 @@ TEST_CASE("dtype: a float16 module runs and stays close to float32 where half ke
 
 TEST_CASE("autograd: parameter gradients are the same with and without the observer",
           "[sd35][mmdit][autograd]") {
-  const auto model = fixture_model();
+  const auto model = fixture_transformer();
   const auto gradients = [&](attention_observer* observer) {
     model->zero_grad();
     forward_options options;
@@ -429,13 +405,13 @@ TEST_CASE("autograd: parameter gradients are the same with and without the obser
     const bool unused = name.starts_with("transformer_blocks.2.attn.add_q_proj.") ||
                         name == "transformer_blocks.2.attn.norm_added_q.weight";
     CHECK((gradient.abs().max().item().toDouble() > 0.0) != unused);
-    require_close(observed.at(name), gradient,
+    require_near(observed.at(name), gradient,
                   1e-4 * (1.0 + gradient.abs().max().item().toDouble()), name);
   }
 }
 
 TEST_CASE("errors: wrong input shapes name the argument", "[sd35][mmdit][errors]") {
-  const auto model = fixture_model();
+  const auto model = fixture_transformer();
   const auto hidden = io("case1.input.hidden_states");        // [2, 16, 8, 8]
   const auto text = io("case1.input.encoder_hidden_states");  // [2, 12, 32]
   const auto pooled = io("case1.input.pooled_projections");   // [2, 24]

@@ -26,8 +26,9 @@ clip_text_model fixture_model(const std::string& which) {
 void check_against_fixture(const std::string& which) {
   auto model = fixture_model(which);
   const auto io = read_io(which + "_io.safetensors");
-  const auto out = model->forward(io.at("input_ids"));
   const auto layers = model->config().num_hidden_layers;
+  const auto out = model->forward(
+      io.at("input_ids"), star::sd35::text_encoder_options::all_hidden_states(layers));
   REQUIRE(out.hidden_states.size() == static_cast<std::size_t>(layers + 1));
   for (std::int64_t i = 0; i <= layers; ++i) {
     const auto name = "hidden_states." + std::to_string(i);
@@ -49,6 +50,30 @@ TEST_CASE("CLIP-L (quick_gelu) matches transformers on every output", "[sd35][te
 
 TEST_CASE("CLIP-G (erf gelu) matches transformers on every output", "[sd35][text][clip]") {
   check_against_fixture("clip_g");
+}
+
+TEST_CASE("CLIP returns only the hidden states asked for, in the order asked",
+          "[sd35][text][clip]") {
+  auto model = fixture_model("clip_l");
+  const auto io = read_io("clip_l_io.safetensors");
+  const auto& ids = io.at("input_ids");
+  const auto layers = model->config().num_hidden_layers;
+  const auto plain = model->forward(ids);
+  REQUIRE(plain.hidden_states.empty());
+  require_near(plain.penultimate_hidden_state, io.at("penultimate_hidden_state"), fixture_atol,
+               "penultimate_hidden_state without hidden states");
+  const auto picked = model->forward(ids, {.hidden_states = {layers, 0, layers}});
+  REQUIRE(picked.hidden_states.size() == 3);
+  const auto last = "hidden_states." + std::to_string(layers);
+  require_near(picked.hidden_states[0], io.at(last), fixture_atol, last);
+  require_near(picked.hidden_states[1], io.at("hidden_states.0"), fixture_atol, "hidden_states.0");
+  REQUIRE(picked.hidden_states[2].is_same(picked.hidden_states[0]));
+  for (const std::int64_t bad : {std::int64_t{-1}, layers + 1}) {
+    INFO("index " << bad);
+    REQUIRE_THROWS_AS(model->forward(ids, {.hidden_states = {bad}}), star::option_error);
+    REQUIRE_THROWS_WITH(model->forward(ids, {.hidden_states = {bad}}),
+                        Catch::Contains("hidden_states") && Catch::Contains(std::to_string(bad)));
+  }
 }
 
 TEST_CASE("legacy pooling (eos_token_id 2) takes the first largest id: rows 11, 11, 76",

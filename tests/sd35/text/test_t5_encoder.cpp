@@ -29,15 +29,32 @@ TEST_CASE("T5 matches transformers without a mask (as SD3 calls it), every hidde
           "[sd35][text][t5]") {
   auto model = fixture_model();
   const auto io = read_io("t5_encoder_io.safetensors");
-  const auto out = model->forward(io.at("input_ids"));
+  const auto layers = model->config().num_layers;
+  const auto out = model->forward(io.at("input_ids"), {},
+                                  star::sd35::text_encoder_options::all_hidden_states(layers));
   require_near(out.last_hidden_state, io.at("last_hidden_state"), fixture_atol,
                "last_hidden_state");
-  const auto layers = model->config().num_layers;
   REQUIRE(out.hidden_states.size() == static_cast<std::size_t>(layers + 1));
   for (std::int64_t i = 0; i <= layers; ++i) {
     const auto name = "hidden_states." + std::to_string(i);
     require_near(out.hidden_states[i], io.at(name), fixture_atol, name);
   }
+}
+
+TEST_CASE("T5 returns only the hidden states asked for, in the order asked",
+          "[sd35][text][t5]") {
+  auto model = fixture_model();
+  const auto io = read_io("t5_encoder_io.safetensors");
+  const auto& ids = io.at("input_ids");
+  const auto layers = model->config().num_layers;
+  REQUIRE(model->forward(ids).hidden_states.empty());
+  const auto picked = model->forward(ids, {}, {.hidden_states = {layers, 1}});
+  REQUIRE(picked.hidden_states.size() == 2);
+  REQUIRE(picked.hidden_states[0].is_same(picked.last_hidden_state));
+  require_near(picked.hidden_states[1], io.at("hidden_states.1"), fixture_atol, "hidden_states.1");
+  REQUIRE_THROWS_AS(model->forward(ids, {}, {.hidden_states = {layers + 1}}), star::option_error);
+  REQUIRE_THROWS_WITH(model->forward(ids, {}, {.hidden_states = {-2}}),
+                      Catch::Contains("hidden_states") && Catch::Contains("-2"));
 }
 
 TEST_CASE("T5 matches transformers with an attention_mask", "[sd35][text][t5]") {

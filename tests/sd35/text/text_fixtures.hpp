@@ -4,15 +4,14 @@
 
 #include <ATen/ATen.h>
 #include <catch2/catch.hpp>
-#include <nlohmann/json.hpp>
 #include <torch/nn/module.h>
 
-#include <fstream>
 #include <map>
 #include <string>
 #include <utility>
 #include <vector>
 
+#include "sd35/float16_kernels.hpp"
 #include "sd35/sd35_fixtures.hpp"
 
 namespace star::test::text {
@@ -38,38 +37,21 @@ inline std::map<std::string, at::Tensor> read_io(const std::string& io_file) {
   return out;
 }
 
-/// The `config` object of a fixture sidecar, as JSON text.
-inline std::string sidecar_config(const std::string& sidecar_file) {
-  std::ifstream in(fixture_path(sidecar_file));
-  REQUIRE(in);
-  return nlohmann::json::parse(in).at("config").dump();
-}
+// The sd35 fixture helpers, visible to tests that use this namespace.
+using star::test::max_abs_diff;
+using star::test::require_near;
+using star::test::sidecar_config;
 
-/// max |got - want| over all elements (got converted to float32); requires equal shapes.
-inline double max_abs_diff(const at::Tensor& got, const at::Tensor& want) {
-  INFO("got " << got.sizes() << ", want " << want.sizes());
-  REQUIRE(got.sizes() == want.sizes());
-  return (got.to(at::kFloat) - want.to(at::kFloat)).abs().max().item<double>();
-}
-
-/// Requires |got - want| <= atol everywhere, naming `what`.
-inline void require_near(const at::Tensor& got, const at::Tensor& want, double atol,
-                         const std::string& what) {
-  INFO(what);
-  const double diff = max_abs_diff(got, want);
-  INFO("max abs diff " << diff << " (atol " << atol << ")");
-  REQUIRE(diff <= atol);
-}
-
-/// The reduced-precision runs this machine can do: bfloat16 on the CPU, and float16 and
-/// bfloat16 on CUDA when present (LibTorch 1.13 has no CPU float16 LayerNorm / matmul).
+/// The reduced-precision runs this machine can do: bfloat16 on the CPU, float16 on the CPU
+/// where LibTorch has its kernels (2.x), and float16 and bfloat16 on CUDA when present.
 inline std::vector<std::pair<at::ScalarType, at::Device>> low_precision_runs() {
   std::vector<std::pair<at::ScalarType, at::Device>> runs{{at::kBFloat16, at::kCPU}};
+  if (has_float16_kernels(at::kCPU)) runs.emplace_back(at::kHalf, at::kCPU);
   if (at::hasCUDA()) {
     runs.emplace_back(at::kHalf, at::kCUDA);
     runs.emplace_back(at::kBFloat16, at::kCUDA);
-  } else {
-    WARN("no CUDA device: float16 runs skipped (LibTorch CPU kernels lack float16)");
+  } else if (!has_float16_kernels(at::kCPU)) {
+    WARN("no CUDA device: float16 runs skipped (this LibTorch's CPU kernels lack float16)");
   }
   return runs;
 }

@@ -8,9 +8,9 @@
 #include <fstream>
 #include <string>
 
+#include "sd35/sd35_fixtures.hpp"
 #include "sd35/vae/config.hpp"
 #include "star/core/error.hpp"
-#include "support/safetensors.hpp"
 
 namespace {
 
@@ -49,8 +49,7 @@ std::string release_with(const std::string& key, const std::string& value) {
 }  // namespace
 
 TEST_CASE("the fixture sidecar's config parses to its values", "[vae][config]") {
-  std::ifstream in(star::test::data_path("sd35/sd3_vae_decoder.json"));
-  const auto config = vae_config::from_json(nlohmann::json::parse(in).at("config").dump());
+  const auto config = vae_config::from_json(star::test::sidecar_config("sd3_vae_decoder.json"));
   REQUIRE(config.block_out_channels == std::vector<std::int64_t>{8, 16});
   REQUIRE(config.layers_per_block == 1);
   REQUIRE(config.latent_channels == 16);

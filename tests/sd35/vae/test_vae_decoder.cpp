@@ -4,11 +4,9 @@
 #include <catch2/catch.hpp>
 
 #include <ATen/ATen.h>
-#include <nlohmann/json.hpp>
 
 #include <algorithm>
 #include <cmath>
-#include <fstream>
 #include <map>
 #include <string>
 #include <vector>
@@ -27,25 +25,18 @@ using star::test::data_path;
 
 /// The fixture's config: the "config" object of its JSON sidecar.
 star::sd35::vae_config tiny_config() {
-  std::ifstream in(data_path("sd35/sd3_vae_decoder.json"));
-  return star::sd35::vae_config::from_json(nlohmann::json::parse(in).at("config").dump());
+  return star::sd35::vae_config::from_json(star::test::sidecar_config("sd3_vae_decoder.json"));
 }
 
-const std::map<std::string, star::test::fixture_tensor>& io() {
-  static const auto tensors = star::test::read_safetensors(data_path("sd35/sd3_vae_io.safetensors"));
-  return tensors;
+/// The fixture tensor `name` of sd3_vae_io.safetensors, float32.
+const at::Tensor& io_tensor(const std::string& name) {
+  static const auto tensors = star::test::fixture_tensors(data_path("sd35/sd3_vae_io.safetensors"));
+  return tensors.at(name);
 }
 
-at::Tensor io_tensor(const std::string& name) {
-  const auto& t = io().at(name);
-  return star::libtorch::backend{}.from_host(t.values, t.dims);  // the fixture's shape
-}
-
+/// Requires `got` within `tol` (max abs) of the fixture tensor `name`.
 void require_matches(const at::Tensor& got, const std::string& name, double tol) {
-  const auto& want = io().at(name);
-  REQUIRE(std::vector<std::int64_t>(got.sizes().begin(), got.sizes().end()) == want.dims);
-  star::test::require_close(star::libtorch::backend{}.to_host(got.to(at::kFloat)), want.values,
-                            tol, name);
+  star::test::require_near(got, io_tensor(name), tol, name);
 }
 
 /// The tiny decoder with the fixture's decoder weights.

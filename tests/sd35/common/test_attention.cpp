@@ -1,0 +1,150 @@
+// The sd35 library's one attention (dot_product_attention) and RMS normalisation against plain
+// float64 loops: scale, causal, additive mask, both together, dtypes, and the rejected shapes.
+#include <catch2/catch.hpp>
+
+#include <ATen/ATen.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <vector>
+
+#include "sd35/common/attention.hpp"
+#include "sd35/common/rms_norm.hpp"
+#include "sd35/sd35_fixtures.hpp"
+#include "star/core/error.hpp"
+#include "support/random.hpp"
+
+namespace {
+
+using star::sd35::dot_product_attention;
+using star::sd35::dot_product_options;
+using star::test::max_abs_diff;
+
+/// Seeded N(0, 1) values as a float32 tensor of `sizes`.
+at::Tensor seeded(const std::vector<std::int64_t>& sizes, std::uint64_t seed) {
+  std::int64_t count = 1;
+  for (const auto s : sizes) count *= s;
+  auto values = star::test::normal(static_cast<std::size_t>(count), seed);
+  return at::tensor(values, at::kDouble).reshape(sizes).to(at::kFloat);  // sizes
+}
+
+/// softmax(s q k^T + mask) v with loops in float64; `mask` [Bm, Hm, Tq, Tk] broadcast.
+at::Tensor reference_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                               bool causal, const at::Tensor& mask, double scale) {
+  const auto qd = q.to(at::kDouble), kd = k.to(at::kDouble), vd = v.to(at::kDouble);
+  auto out = at::zeros({q.size(0), q.size(1), q.size(2), v.size(3)}, at::kDouble);  // [B, H, Tq, Dv]
+  const auto qa = qd.accessor<double, 4>(), ka = kd.accessor<double, 4>();
+  const auto va = vd.accessor<double, 4>();
+  auto oa = out.accessor<double, 4>();
+  const auto md = mask.defined() ? mask.to(at::kDouble) : at::Tensor();  // mask's shape
+  for (std::int64_t b = 0; b < q.size(0); ++b)
+    for (std::int64_t h = 0; h < q.size(1); ++h)
+      for (std::int64_t t = 0; t < q.size(2); ++t) {
+        std::vector<double> logits(static_cast<std::size_t>(k.size(2)));
+        double largest = -std::numeric_limits<double>::infinity();
+        for (std::int64_t j = 0; j < k.size(2); ++j) {
+          double dot = 0.0;
+          for (std::int64_t d = 0; d < q.size(3); ++d) dot += qa[b][h][t][d] * ka[b][h][j][d];
+          double logit = scale * dot;
+          if (md.defined())
+            logit += md[md.size(0) == 1 ? 0 : b][md.size(1) == 1 ? 0 : h][t][j].item<double>();
+          if (causal && j > t) logit = -std::numeric_limits<double>::infinity();
+          logits[static_cast<std::size_t>(j)] = logit;
+          largest = std::max(largest, logit);
+        }
+        double total = 0.0;
+        for (auto& logit : logits) total += (logit = std::exp(logit - largest));
+        for (std::int64_t j = 0; j < k.size(2); ++j)
+          for (std::int64_t d = 0; d < v.size(3); ++d)
+            oa[b][h][t][d] += logits[static_cast<std::size_t>(j)] / total * va[b][h][j][d];
+      }
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("dot_product_attention matches float64 loops: scale, causal, mask, both",
+          "[sd35][common][attention]") {
+  const std::uint64_t seed = 11;
+  INFO("seed " << seed);
+  const auto q = seeded({2, 3, 5, 4}, seed);      // [B, H, Tq, D]
+  const auto k = seeded({2, 3, 7, 4}, seed + 1);  // [B, H, Tk, D]
+  const auto v = seeded({2, 3, 7, 6}, seed + 2);  // [B, H, Tk, Dv]
+  const auto mask = seeded({1, 3, 5, 7}, seed + 3) +
+                    at::where(seeded({1, 3, 5, 7}, seed + 4).gt(1.0), -1e9, 0.0);  // [1, H, Tq, Tk]
+  struct run {
+    const char* name;
+    dot_product_options options;
+    double scale;
+  };
+  for (const auto& [name, options, scale] :
+       {run{"default scale 1/2", {}, 0.5}, run{"scale 1", {.scale = 1.0}, 1.0},
+        run{"causal", {.causal = true}, 0.5}, run{"mask", {.additive_mask = mask}, 0.5},
+        run{"causal and mask", {.causal = true, .additive_mask = mask, .scale = 0.3}, 0.3}}) {
+    INFO(name);
+    const auto got = dot_product_attention(q, k, v, options);  // [B, H, Tq, Dv]
+    REQUIRE(got.scalar_type() == at::kFloat);
+    const auto want = reference_attention(q, k, v, options.causal, options.additive_mask, scale);
+    REQUIRE(max_abs_diff(got, want) < 1e-5);
+  }
+}
+
+TEST_CASE("dot_product_attention: a causal query ignores later keys; bfloat16 stays bfloat16",
+          "[sd35][common][attention]") {
+  const auto q = seeded({1, 2, 6, 8}, 3);  // [B, H, T, D]
+  const auto k = seeded({1, 2, 6, 8}, 4);  // [B, H, T, D]
+  const auto v = seeded({1, 2, 6, 8}, 5);  // [B, H, T, D]
+  const auto full = dot_product_attention(q, k, v, {.causal = true});              // [B, H, T, D]
+  const auto prefix = dot_product_attention(q.slice(2, 0, 3), k.slice(2, 0, 3),
+                                            v.slice(2, 0, 3), {.causal = true});  // [B, H, 3, D]
+  REQUIRE(max_abs_diff(prefix, full.slice(2, 0, 3)) < 1e-6);
+  REQUIRE(max_abs_diff(full, dot_product_attention(q, k, v)) > 1e-2);
+  const auto half = dot_product_attention(q.to(at::kBFloat16), k.to(at::kBFloat16),
+                                          v.to(at::kBFloat16), {.causal = true});  // [B, H, T, D]
+  REQUIRE(half.scalar_type() == at::kBFloat16);
+  REQUIRE(max_abs_diff(half, full) < 5e-2);
+}
+
+TEST_CASE("dot_product_attention rejects mismatched shapes and names them",
+          "[sd35][common][attention][errors]") {
+  const auto q = seeded({1, 2, 4, 8}, 1);  // [B, H, T, D]
+  REQUIRE_THROWS_AS(dot_product_attention(q[0], q, q), star::shape_error);
+  REQUIRE_THROWS_WITH(dot_product_attention(q[0], q, q),
+                      Catch::Contains("q") && Catch::Contains("[2, 4, 8]"));
+  const auto narrow = q.slice(3, 0, 4);  // [B, H, T, 4]
+  REQUIRE_THROWS_AS(dot_product_attention(q, narrow, q), star::shape_error);
+  REQUIRE_THROWS_WITH(dot_product_attention(q, narrow, q),
+                      Catch::Contains("k, v") && Catch::Contains("[1, 2, 4, 4]"));
+  REQUIRE_THROWS_WITH(dot_product_attention(q, q, q.slice(2, 0, 3)),
+                      Catch::Contains("k, v") && Catch::Contains("[1, 2, 3, 8]"));
+  REQUIRE_THROWS_AS(dot_product_attention(q, q, q, {.additive_mask = at::zeros({4, 4})}),
+                    star::shape_error);
+  REQUIRE_THROWS_WITH(dot_product_attention(q, q, q, {.additive_mask = at::zeros({4, 4})}),
+                      Catch::Contains("additive_mask"));
+}
+
+TEST_CASE("rms_normalize: float32 variance, the weight's half dtype, matches float64 loops",
+          "[sd35][common][rms_norm]") {
+  const std::uint64_t seed = 21;
+  INFO("seed " << seed);
+  const auto x = seeded({3, 5}, seed);           // [N, C]
+  const auto weight = seeded({5}, seed + 1);     // [C]
+  const double eps = 1e-6;
+  const auto xd = x.to(at::kDouble), wd = weight.to(at::kDouble);
+  auto want = at::empty({3, 5}, at::kDouble);    // [N, C]
+  for (std::int64_t n = 0; n < 3; ++n) {
+    double square = 0.0;
+    for (std::int64_t c = 0; c < 5; ++c) square += std::pow(xd[n][c].item<double>(), 2) / 5.0;
+    for (std::int64_t c = 0; c < 5; ++c)
+      want[n][c] = xd[n][c].item<double>() / std::sqrt(square + eps) * wd[c].item<double>();
+  }
+  const auto got = star::sd35::rms_normalize(x, weight, eps);  // [N, C]
+  REQUIRE(got.scalar_type() == at::kFloat);
+  REQUIRE(max_abs_diff(got, want) < 1e-5);
+  const auto half = star::sd35::rms_normalize(x.to(at::kBFloat16), weight.to(at::kBFloat16),
+                                              eps);  // [N, C]
+  REQUIRE(half.scalar_type() == at::kBFloat16);
+  REQUIRE(max_abs_diff(half, want) < 5e-2);
+}
