@@ -1,9 +1,9 @@
 // star-sd35-step-bench: one LoRA training step of the SD3.5 MMDiT with random weights (forward,
 // mean-square loss, backward into lora_A / lora_B), timed and memory-profiled with the
 // attention observer off and on. "On" does what a STAR trainer does in every block: the
-// relevance map of a few selected text columns from the reported LSE
-// (star::libtorch::selected_block_relevance), averaged over the blocks into [B, N] by
-// star::relevance_accumulator.
+// relevance map of a few selected text columns from the reported LSE, averaged over the blocks
+// into [B, N] by star::lse_relevance_accumulator (star::libtorch::add_selected_block), with no
+// host read-back per block.
 //
 //   star-sd35-step-bench [--config medium|tiny] [--resolution 512] [--batch 1]
 //                        [--dtype bf16|f32|f16] [--device cuda|cpu] [--repeats 5]

@@ -2,14 +2,15 @@
 /// @file
 /// @brief The observer of the "on" variant: what a STAR trainer does with each block's joint
 /// attention, the relevance map of the selected text columns from the reported LSE, averaged
-/// over the blocks of one forward by `star::relevance_accumulator`.
+/// over the blocks of one forward by `star::lse_relevance_accumulator` (no host read-back per
+/// block).
 
 #include <ATen/ATen.h>
 
 #include <utility>
 
 #include "sd35/mmdit/attention_observer.hpp"
-#include "star/attention/relevance_accumulator.hpp"
+#include "star/attention/lse_relevance_accumulator.hpp"
 #include "star/attention/text_selection.hpp"
 #include "star/core/token_layout.hpp"
 #include "star/torch/attention_lse.hpp"
@@ -17,33 +18,31 @@
 
 namespace star::step_bench {
 
-/// @brief Adds `star::libtorch::selected_block_relevance` of every reported block (float32)
-/// to a `star::relevance_accumulator` over all blocks.
+/// @brief Adds the relevance map of every reported block (float32) to a
+/// `star::lse_relevance_accumulator` over all blocks (`star::libtorch::add_selected_block`).
 class relevance_observer final : public sd35::attention_observer {
  public:
-  using accumulator = star::relevance_accumulator<libtorch::backend>;
+  using accumulator = star::lse_relevance_accumulator<libtorch::backend>;
 
   relevance_observer(at::Device device, text_selection selection)
-      : backend_(device, at::kFloat), selection_(std::move(selection)), accumulator_(backend_) {}
+      : backend_(device, at::kFloat), accumulator_(backend_, std::move(selection)) {}
   relevance_observer(const relevance_observer&) = delete;  // accumulator_ points at backend_
   relevance_observer& operator=(const relevance_observer&) = delete;
 
   void on_joint_attention(int block, const at::Tensor& q, const at::Tensor& k,
                           const at::Tensor& lse, const token_layout& layout) override {
-    accumulator_.add(block, libtorch::selected_block_relevance(backend_, q, k, layout,
-                                                               selection_, lse));  // [B, N]
+    libtorch::add_selected_block(accumulator_, block, q, k, layout, lse);
   }
 
   /// @brief Starts a new forward.
-  void reset() { accumulator_ = accumulator(backend_); }
+  void reset() { accumulator_.clear(); }
   /// @brief The maps of the last forward: `blocks_added()` and their mean `result()` [B, N].
   const accumulator& relevance() const { return accumulator_; }
   /// @brief The text columns and weights of every block's map.
-  const text_selection& selection() const { return selection_; }
+  const text_selection& selection() const { return accumulator_.selection(); }
 
  private:
   libtorch::backend backend_;
-  text_selection selection_;
   accumulator accumulator_;
 };
 

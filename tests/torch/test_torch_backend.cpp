@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <optional>
+#include <set>
 #include <vector>
 
 #include "attention_lse_checks.hpp"
@@ -322,6 +323,50 @@ TEST_CASE("I3 attention_with_lse on the CPU: output and LSE equal an explicit so
                             ? star::libtorch::attention_lse_source::fused_cpu_flash
                             : star::libtorch::attention_lse_source::chunked;
   star::test::check_attention_with_lse(at::kCPU, expected);
+}
+
+TEST_CASE("the read-out of bfloat16 q, k (only the gathered rows converted) equals the one of "
+          "float32 q, k; add_selected_block adds the map of selected_block_relevance",
+          "[torch][attention]") {
+  const star::token_layout layout{4, 5, {{"t5", 10}}, false};  // N = 20, L = 10, T = 30
+  const star::shape qk{2, 3, 30, 8};
+  const std::uint64_t seed = 977;
+  INFO("seed " << seed);
+  const auto count = static_cast<std::size_t>(star::numel(qk));
+  const backend be;
+  const auto q = be.from_host(star::test::normal(count, seed), qk).to(at::kBFloat16);  // [B, H, T, D]
+  const auto k = be.from_host(star::test::normal(count, seed + 1), qk).to(at::kBFloat16);  // [B, H, T, D]
+  const auto q_float = q.to(at::kFloat), k_float = k.to(at::kFloat);  // [B, H, T, D]
+  const auto lse = star::libtorch::attention_with_lse(q_float, k_float, q_float).lse;  // [B, H, T]
+  const star::text_selection selection{{7, 0, 4}, {0.2, 0.5, 0.3}};
+
+  const auto image_lse = lse.slice(2, layout.image_begin(), layout.image_begin() + 20);  // [B, H, N]
+  star::test::require_close(
+      be.to_host(star::libtorch::selected_attention_probabilities(be, q, k, layout,
+                                                                  selection.indices, lse)),
+      be.to_host(star::attention_probabilities(be, q_float, k_float, layout, selection.indices,
+                                               image_lse)),
+      1e-6, "bfloat16 rows converted after gathering");
+
+  const auto want = star::libtorch::selected_block_relevance(be, q, k, layout, selection, lse);  // [B, N]
+  star::lse_relevance_accumulator<backend> accumulator(be, selection, {}, std::set<std::int64_t>{0, 2});
+  for (std::int64_t block = 0; block < 3; ++block)
+    REQUIRE(star::libtorch::add_selected_block(accumulator, block, q.detach().requires_grad_(true), k,
+                                               layout, lse) == (block != 1));
+  REQUIRE(accumulator.blocks_added() == 2);
+  const auto mean = accumulator.result();  // [B, N]
+  REQUIRE_FALSE(mean.requires_grad());
+  star::test::require_close(be.to_host(mean), be.to_host(want), 1e-6, "mean of equal maps");
+
+  star::lse_relevance_accumulator<backend> with_nan(be, selection);
+  REQUIRE(star::libtorch::add_selected_block(with_nan, 0, q, k, layout, lse.clone().fill_(NAN)));
+  REQUIRE_THROWS_AS(with_nan.result(), star::value_error);
+  REQUIRE_THROWS_AS(star::libtorch::add_selected_block(with_nan, 1, q, k, layout, image_lse),
+                    star::shape_error);
+  REQUIRE_THROWS_WITH(star::libtorch::add_selected_block(with_nan, 1, q, k, layout, image_lse),
+                      Catch::Contains("lse: expected shape [B, H, T]"));
+  REQUIRE_THROWS_WITH(star::libtorch::add_selected_block(with_nan, 1, q, k.to(at::kInt), layout, lse),
+                      Catch::Contains("k: expected a floating dtype"));
 }
 
 TEST_CASE("attention_with_lse and the read-out reject bad inputs, naming them",

@@ -85,6 +85,17 @@ std::vector<double> host_columns(const std::vector<double>& a, std::int64_t widt
   return out;
 }
 
+/// The rows `tokens` of a joint host tensor [B, H, T, D]: [B, H, tokens.size(), D].
+std::vector<double> host_rows(const joint_host& x, const std::vector<double>& values,
+                              const std::vector<std::int64_t>& tokens) {
+  std::vector<double> out;
+  for (std::int64_t b = 0; b < x.dims[0]; ++b)
+    for (std::int64_t h = 0; h < x.dims[1]; ++h)
+      for (const std::int64_t t : tokens)
+        for (std::int64_t d = 0; d < x.dims[3]; ++d) out.push_back(x.at(values, b, h, t, d));
+  return out;
+}
+
 token_layout small_layout(bool image_first) {
   return {3, 4, {{"clip", 3}, {"t5", 4}}, image_first};  // N = 12, L = 7, T = 19
 }
@@ -192,6 +203,48 @@ TEMPLATE_LIST_TEST_CASE("I3 attention extraction: LSE path equals the explicit f
                               host_columns(host_full_rows(x, layout, 0.7), tokens,
                                            {0, 1, 2, 3, 4, 5, 6}, layout.text_begin()),
                               tol, "explicit scale, host");
+  }
+}
+
+TEMPLATE_LIST_TEST_CASE("image_to_text_probabilities of the gathered rows equals "
+                        "attention_probabilities with the same lse",
+                        "[attention][I3]", star::test::all_backends) {
+  const TestType be{};
+  const double tol = star::test::tolerance<TestType>::value;
+  const std::vector<std::int64_t> columns{5, 0, 3};  // not sorted: the order of the output
+  for (const bool image_first : {true, false}) {
+    const token_layout layout = small_layout(image_first);
+    const std::uint64_t seed = image_first ? 61 : 67;
+    INFO("seed " << seed << ", image_first " << image_first);
+    const joint_host x = random_joint(layout, 2, 3, 8, seed);
+    const auto q = be.from_host(x.q, x.dims);  // [B, H, T, D]
+    const auto k = be.from_host(x.k, x.dims);  // [B, H, T, D]
+    std::vector<std::int64_t> image_tokens, key_tokens;
+    for (std::int64_t n = 0; n < layout.image_tokens(); ++n)
+      image_tokens.push_back(layout.image_begin() + n);
+    for (const std::int64_t j : columns) key_tokens.push_back(layout.text_begin() + j);
+    const auto q_image = be.from_host(
+        host_rows(x, x.q, image_tokens), {2, 3, layout.image_tokens(), 8});  // [B, H, N, D]
+    const auto k_selected =
+        be.from_host(host_rows(x, x.k, key_tokens), {2, 3, 3, 8});  // [B, H, S, D]
+
+    for (const star::attention_options options :
+         {star::attention_options{}, star::attention_options{.scale = 0.7}}) {
+      const double scale = options.scale_for(8);
+      INFO("scale " << scale);
+      const auto lse = star::image_row_lse(be, q, k, layout, options);  // [B, H, N]
+      const auto got = star::image_to_text_probabilities(be, q_image, k_selected, lse,
+                                                         options);  // [B, H, N, S]
+      REQUIRE(be.shape_of(got) == star::shape{2, 3, layout.image_tokens(), 3});
+      star::test::require_close(
+          be.to_host(got),
+          be.to_host(star::attention_probabilities(be, q, k, layout, columns, lse, options)), tol,
+          "against attention_probabilities");
+      star::test::require_close(be.to_host(got),
+                                host_columns(host_full_rows(x, layout, scale),
+                                             layout.total_tokens(), columns, layout.text_begin()),
+                                tol, "against the host softmax");
+    }
   }
 }
 

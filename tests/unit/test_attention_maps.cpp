@@ -117,6 +117,53 @@ TEMPLATE_LIST_TEST_CASE("relevance accumulator: mean over the added blocks and t
   REQUIRE_FALSE(mean_all == mean_filtered);
 }
 
+TEMPLATE_LIST_TEST_CASE("lse_relevance_accumulator equals relevance_accumulator of "
+                        "block_relevance with the same lse, joint or gathered rows, filtered",
+                        "[attention]", star::test::all_backends) {
+  const TestType be{};
+  const double tol = star::test::tolerance<TestType>::value;
+  const token_layout layout{2, 3, {{"clip", 2}, {"t5", 3}}, false};  // N = 6, L = 5, T = 11
+  const star::text_selection selection{{3, 1, 4}, {0.5, 0.2, 0.3}};
+  const star::attention_options options{.scale = 0.6};
+  const star::shape dims{2, 2, layout.total_tokens(), 4};
+  const auto count = static_cast<std::size_t>(star::numel(dims));
+  const std::uint64_t seed = 131;
+  INFO("seed " << seed);
+  std::vector<std::int64_t> key_tokens;
+  for (const std::int64_t j : selection.indices) key_tokens.push_back(layout.text_begin() + j);
+
+  star::relevance_accumulator<TestType> want_all(be), want_filtered(be, std::set<std::int64_t>{0, 2});
+  star::lse_relevance_accumulator<TestType> joint(be, selection, options);
+  star::lse_relevance_accumulator<TestType> gathered(be, selection, options,
+                                                     std::set<std::int64_t>{0, 2});
+  for (std::int64_t block = 0; block < 3; ++block) {
+    const auto q = be.from_host(star::test::normal(count, seed + 2 * block), dims);  // [B, H, T, D]
+    const auto k =
+        be.from_host(star::test::normal(count, seed + 2 * block + 1), dims);  // [B, H, T, D]
+    const auto lse = star::image_row_lse(be, q, k, layout, options);      // [B, H, N]
+    const auto map = star::block_relevance(be, q, k, layout, selection, lse, options);  // [B, N]
+    want_all.add(block, map);
+    want_filtered.add(block, map);
+    REQUIRE(joint.add(block, q, k, layout, lse));
+    const auto q_image = be.slice(q, 2, layout.image_begin(),
+                                  layout.image_begin() + layout.image_tokens());  // [B, H, N, D]
+    const auto k_selected = be.index_select(k, 2, key_tokens);                     // [B, H, S, D]
+    REQUIRE(gathered.add_selected_rows(block, q_image, k_selected, lse) == (block != 1));
+  }
+  REQUIRE(joint.blocks_added() == 3);
+  REQUIRE(gathered.blocks_added() == 2);
+  REQUIRE(joint.selection().indices == selection.indices);
+  star::test::require_close(be.to_host(joint.result()), be.to_host(want_all.result()), tol,
+                            "all blocks");
+  star::test::require_close(be.to_host(gathered.result()), be.to_host(want_filtered.result()),
+                            tol, "filtered");
+  REQUIRE_FALSE(be.to_host(joint.result()) == be.to_host(gathered.result()));
+
+  joint.clear();
+  REQUIRE(joint.blocks_added() == 0);
+  REQUIRE_THROWS_WITH(joint.result(), Catch::Contains("no block"));
+}
+
 TEST_CASE("gaussian_blur_matrix: truncated at 3 sigma, rows sum to 1, symmetric inside") {
   const std::int64_t extent = 11;
   const double sigma = 1.2;  // radius ceil(3.6) = 4

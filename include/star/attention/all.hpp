@@ -3,6 +3,7 @@
 /// @brief Everything of attention-map extraction (star-method.md §3).
 
 #include "star/attention/full_softmax.hpp"
+#include "star/attention/lse_relevance_accumulator.hpp"
 #include "star/attention/options.hpp"
 #include "star/attention/probabilities.hpp"
 #include "star/attention/relevance.hpp"

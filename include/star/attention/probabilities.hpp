@@ -12,27 +12,51 @@
 #include "star/attention/row_lse.hpp"
 #include "star/attention/text_selection.hpp"
 #include "star/core/backend.hpp"
+#include "star/core/error.hpp"
 #include "star/core/ops.hpp"
+#include "star/core/shape.hpp"
 #include "star/core/token_layout.hpp"
 
 namespace star {
 
 namespace attention_detail {
 
-/// @brief `exp(s q_n . k_j - LSE_n)` for image queries `n` and text keys `j in columns`
-/// (all arguments already checked): [B, H, N, S].
+/// @brief `exp(s q_n . k_j - LSE_n)` for the image queries `q_image` [B, H, N, D], the
+/// selected keys `k_selected` [B, H, S, D] and the image-row LSE [B, H, N]: [B, H, N, S].
+/// Checks nothing (an LSE of +Inf gives 0, not NaN): the public entries check that the LSE is
+/// finite first; `lse_relevance_accumulator` turns a non-finite LSE into NaN and defers the
+/// check to its `result()`, so that it reads nothing back per block.
 template <complete_backend B>
-typename B::tensor image_to_text_from_lse(const B& be, const typename B::tensor& q,
-                                          const typename B::tensor& k, const token_layout& layout,
-                                          std::span<const std::int64_t> columns,
+typename B::tensor image_to_text_from_lse(const B& be, const typename B::tensor& q_image,
+                                          const typename B::tensor& k_selected,
                                           const typename B::tensor& lse, double scale) {
   const shape lse_shape = be.shape_of(lse);
-  const auto queries = image_rows(be, q, layout);                // [B, H, N, D]
-  const auto keys = selected_text_rows(be, k, layout, columns);  // [B, H, S, D]
-  const auto scores = scaled_scores(be, queries, keys, scale);   // [B, H, N, S]
+  const auto scores = scaled_scores(be, q_image, k_selected, scale);  // [B, H, N, S]
   const auto lse_column =
       be.reshape(lse, {lse_shape[0], lse_shape[1], lse_shape[2], 1});  // [B, H, N, 1]
   return be.exp(be.sub(scores, lse_column));                           // [B, H, N, S]
+}
+
+/// @brief Checks `q_image` [B, H, N, D] and `k_selected` [B, H, S, D] (positive extents,
+/// equal B, H, D) and `lse` [B, H, N]; returns D. Throws `shape_error` naming the argument.
+template <tensor_backend B>
+std::int64_t check_image_to_text_rows(const B& be, const typename B::tensor& q_image,
+                                      const typename B::tensor& k_selected,
+                                      const typename B::tensor& lse) {
+  const shape q_shape = be.shape_of(q_image);
+  require_rank("q_image", q_shape, 4, "[B, H, N, D]");
+  for (const std::int64_t extent : q_shape)
+    if (extent <= 0)
+      throw shape_error("q_image: every extent of [B, H, N, D] must be > 0, got shape " +
+                        to_string(q_shape));
+  const shape k_shape = be.shape_of(k_selected);
+  require_rank("k_selected", k_shape, 4, "[B, H, S, D]");
+  if (k_shape[0] != q_shape[0] || k_shape[1] != q_shape[1] || k_shape[2] <= 0 ||
+      k_shape[3] != q_shape[3])
+    throw shape_error("k_selected: expected shape [B, H, S, D] with S > 0 and B, H, D of q_image " +
+                      to_string(q_shape) + ", got " + to_string(k_shape));
+  require_shape("lse", be.shape_of(lse), {q_shape[0], q_shape[1], q_shape[2]}, "[B, H, N]");
+  return q_shape[3];
 }
 
 /// @brief For text queries `j in columns`, the softmax over the IMAGE keys of
@@ -72,13 +96,40 @@ typename B::tensor attention_probabilities(const B& be, const typename B::tensor
   if (options.direction == attention_direction::text_to_image)
     return attention_detail::text_to_image(be, q, k, layout, columns, scale);  // [B, H, N, S]
   const auto lse = image_row_lse(be, q, k, layout, options);                   // [B, H, N]
-  return attention_detail::image_to_text_from_lse(be, q, k, layout, columns, lse,
-                                                  scale);  // [B, H, N, S]
+  return attention_detail::image_to_text_from_lse(
+      be, attention_detail::image_rows(be, q, layout),
+      attention_detail::selected_text_rows(be, k, layout, columns), lse,
+      scale);  // [B, H, N, S]
+}
+
+/// @brief Image-to-text probabilities `exp(s q_n . k_j - LSE_n)` from the image queries and
+/// the selected keys themselves, with the row log-sum-exp supplied by the caller: for a caller
+/// that gathers the rows itself (e.g. in the dtype of a model run in mixed precision, then
+/// converts only them). Checks that the LSE is finite (one host read-back).
+/// @param be          the backend
+/// @param q_image     [B, H, N, D] post-QK-norm queries of the image tokens
+/// @param k_selected  [B, H, S, D] post-QK-norm keys of the selected text tokens
+/// @param lse         [B, H, N] log-sum-exp of each image query's row over ALL keys; finite
+/// @param options     the logit scale; the direction must be `image_to_text`
+/// @return            [B, H, N, S]
+template <complete_backend B>
+typename B::tensor image_to_text_probabilities(const B& be, const typename B::tensor& q_image,
+                                               const typename B::tensor& k_selected,
+                                               const typename B::tensor& lse,
+                                               const attention_options& options = {}) {
+  options.validate();
+  attention_detail::require_image_to_text(options, "image_to_text_probabilities");
+  const std::int64_t head_dim =
+      attention_detail::check_image_to_text_rows(be, q_image, k_selected, lse);
+  detail::require_finite(be, lse, "lse");
+  return attention_detail::image_to_text_from_lse(be, q_image, k_selected, lse,
+                                                  options.scale_for(head_dim));  // [B, H, N, S]
 }
 
 /// @brief Image-to-text probabilities `exp(s q_n . k_j - LSE_n)` for the selected text
 /// columns, with the row log-sum-exp supplied by the caller (e.g. from a fused attention
-/// kernel). Only `options.direction == image_to_text` is accepted.
+/// kernel): `image_to_text_probabilities` of the image rows of `q` and the selected rows of
+/// `k`. Only `options.direction == image_to_text` is accepted.
 /// @param be       the backend
 /// @param q        [B, H, T, D] post-QK-norm queries of the joint sequence
 /// @param k        [B, H, T, D] post-QK-norm keys
@@ -93,16 +144,12 @@ typename B::tensor attention_probabilities(const B& be, const typename B::tensor
                                            std::span<const std::int64_t> columns,
                                            const typename B::tensor& lse,
                                            const attention_options& options = {}) {
-  options.validate();
-  attention_detail::require_image_to_text(options, "attention_probabilities with a given lse");
-  const joint_qk_dims dims = check_joint_qk(be, q, k, layout);
+  check_joint_qk(be, q, k, layout);
   require_text_columns("columns", columns, layout);
-  require_shape("lse", be.shape_of(lse), {dims.batch, dims.heads, layout.image_tokens()},
-                "[B, H, N]");
-  detail::require_finite(be, lse, "lse");
-  return attention_detail::image_to_text_from_lse(
-      be, q, k, layout, columns, lse,
-      options.scale_for(dims.head_dim));  // [B, H, N, S]
+  return image_to_text_probabilities(
+      be, attention_detail::image_rows(be, q, layout),
+      attention_detail::selected_text_rows(be, k, layout, columns), lse,
+      options);  // [B, H, N, S]
 }
 
 }  // namespace star

@@ -18,6 +18,21 @@
 
 namespace star {
 
+namespace attention_detail {
+
+/// @brief `R[b, n] = sum_j w_j * mean_h P[b, h, n, j]` with the weights already on the
+/// backend as a column (checked by the caller): [B, H, N, S] x [S, 1] -> [B, N].
+template <complete_backend B>
+typename B::tensor weighted_head_mean(const B& be, const typename B::tensor& probabilities,
+                                      const typename B::tensor& weight_column) {
+  const shape p_shape = be.shape_of(probabilities);
+  const auto head_mean = ops::mean(be, probabilities, {1});  // [B, N, S]
+  const auto map = be.matmul(head_mean, weight_column);      // [B, N, 1]
+  return be.reshape(map, {p_shape[0], p_shape[2]});          // [B, N]
+}
+
+}  // namespace attention_detail
+
 /// @brief `R[b, n] = sum_j weights_j * mean_h P[b, h, n, j]` for one block.
 /// @param be             the backend
 /// @param probabilities  [B, H, N, S] attention probabilities of the selected columns
@@ -34,10 +49,8 @@ typename B::tensor relevance_map(const B& be, const typename B::tensor& probabil
                       "] for probabilities of shape " + to_string(p_shape) + ", got [" +
                       std::to_string(columns) + "]");
   detail::require_finite_nonnegative("weights", weights);
-  const auto head_mean = ops::mean(be, probabilities, {1});        // [B, N, S]
-  const auto weight_column = be.from_host(weights, {columns, 1});  // [S, 1]
-  const auto map = be.matmul(head_mean, weight_column);            // [B, N, 1]
-  return be.reshape(map, {p_shape[0], p_shape[2]});                // [B, N]
+  return attention_detail::weighted_head_mean(
+      be, probabilities, be.from_host(weights, {columns, 1}));  // [B, N] from [S, 1] weights
 }
 
 /// @brief The relevance map of one block straight from its `q`, `k`:

@@ -44,9 +44,7 @@ class relevance_accumulator {
   /// @param map    [B, N] the block's relevance map (`relevance_map`)
   /// @return       whether the map was added
   bool add(std::int64_t block, const tensor& map) {
-    if (block < 0)
-      throw value_error("block: block indices must be >= 0, got " + std::to_string(block));
-    if (filter_ && !filter_->contains(block)) return false;
+    if (!admits(block)) return false;
     const shape map_shape = be_->shape_of(map);
     require_rank("map", map_shape, 2, "[B, N]");
     if (sum_) {
@@ -57,6 +55,20 @@ class relevance_accumulator {
     }
     ++count_;
     return true;
+  }
+
+  /// @brief Whether the filter admits block `block` (every block when no filter is set).
+  /// @param block  the transformer block index, >= 0 (else `value_error`)
+  bool admits(std::int64_t block) const {
+    if (block < 0)
+      throw value_error("block: block indices must be >= 0, got " + std::to_string(block));
+    return !filter_ || filter_->contains(block);
+  }
+
+  /// @brief Forgets the added maps (e.g. for the next forward); keeps the filter.
+  void clear() {
+    sum_.reset();
+    count_ = 0;
   }
 
   /// @brief How many maps were added (blocks outside the filter are not counted).

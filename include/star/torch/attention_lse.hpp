@@ -34,6 +34,8 @@
 #include <string>
 #include <tuple>
 
+#include "star/attention/joint_qk.hpp"
+#include "star/attention/lse_relevance_accumulator.hpp"
 #include "star/attention/probabilities.hpp"
 #include "star/attention/relevance.hpp"
 #include "star/attention/text_selection.hpp"
@@ -194,14 +196,32 @@ inline std::optional<attention_with_lse_result> fused_attention(
   return std::nullopt;
 }
 
-/// @brief The image rows of a [B, H, T] LSE, checked against q and the layout: [B, H, N].
-inline at::Tensor image_lse(const at::Tensor& q, const at::Tensor& lse,
-                            const token_layout& layout) {
-  if (!q.defined() || !lse.defined()) throw value_error("q, lse: a tensor is undefined");
-  require_rank("q", shape_of(q), 4, "[B, H, T, D]");
-  require_shape("lse", shape_of(lse), {q.size(0), q.size(1), q.size(2)},
+/// @brief What the image-to-text read-out uses of a block, in the backend's compute dtype.
+struct selected_rows {
+  at::Tensor q_image;     ///< [B, H, N, D] the image queries
+  at::Tensor k_selected;  ///< [B, H, S, D] the keys of the selected text columns
+  at::Tensor lse;         ///< [B, H, N] the LSE of the image rows
+};
+
+/// @brief Checks q, k [B, H, T, D], lse [B, H, T] and the columns, gathers the image rows of q
+/// and lse and the selected rows of k in their own dtype, and converts only those to
+/// `be.dtype()` (converting all of q and k first would convert the T - S unused key rows too).
+inline selected_rows gather_selected_rows(const backend& be, const at::Tensor& q,
+                                          const at::Tensor& k, const token_layout& layout,
+                                          std::span<const std::int64_t> columns,
+                                          const at::Tensor& lse) {
+  for (const auto& [arg, t] : {std::pair{"q", &q}, std::pair{"k", &k}, std::pair{"lse", &lse}})
+    be.require_input(*t, arg);
+  const joint_qk_dims dims = check_joint_qk(be, q, k, layout);
+  require_shape("lse", shape_of(lse), {dims.batch, dims.heads, dims.tokens},
                 "[B, H, T] (B, H, T of q)");
-  return lse.slice(2, layout.image_begin(), layout.image_begin() + layout.image_tokens());
+  require_text_columns("columns", columns, layout);
+  const std::int64_t image_begin = layout.image_begin();
+  return {be.to_compute_dtype(attention_detail::image_rows(be, q, layout), "q"),  // [B, H, N, D]
+          be.to_compute_dtype(attention_detail::selected_text_rows(be, k, layout, columns),
+                              "k"),  // [B, H, S, D]
+          be.to_compute_dtype(lse.slice(2, image_begin, image_begin + layout.image_tokens()),
+                              "lse")};  // [B, H, N]
 }
 
 }  // namespace attention_lse_detail
@@ -229,8 +249,9 @@ inline attention_with_lse_result attention_with_lse(const at::Tensor& q, const a
 }
 
 /// @brief The image-to-text probabilities of the selected text columns from q, k and the LSE
-/// of `attention_with_lse` (its image rows): `star::attention_probabilities` with a given
-/// LSE on the backend `be`; q, k, lse enter through `be.to_compute_dtype`.
+/// of `attention_with_lse` (its image rows): `star::image_to_text_probabilities` on the
+/// backend `be` of the image rows of q and the selected rows of k, which alone are converted
+/// to the compute dtype (`be.to_compute_dtype`).
 /// @param be       the backend (device and compute dtype)
 /// @param q        [B, H, T, D] post-QK-norm queries, on `be.device()`, any floating dtype
 /// @param k        [B, H, T, D] post-QK-norm keys
@@ -245,14 +266,13 @@ inline at::Tensor selected_attention_probabilities(const backend& be, const at::
                                                    const at::Tensor& lse,
                                                    const attention_options& options = {}) {
   at::NoGradGuard no_grad;
-  const auto image_lse = attention_lse_detail::image_lse(q, lse, layout);  // [B, H, N]
-  return attention_probabilities(be, be.to_compute_dtype(q, "q"), be.to_compute_dtype(k, "k"),
-                                 layout, columns, be.to_compute_dtype(image_lse, "lse"),
-                                 options);  // [B, H, N, S]
+  const auto rows = attention_lse_detail::gather_selected_rows(be, q, k, layout, columns, lse);
+  return image_to_text_probabilities(be, rows.q_image, rows.k_selected, rows.lse,
+                                     options);  // [B, H, N, S]
 }
 
 /// @brief The relevance map of one block from q, k and the LSE of `attention_with_lse`:
-/// `star::block_relevance` with a given LSE (selected columns only).
+/// `star::relevance_map` of `selected_attention_probabilities` (selected columns only).
 /// @param be         the backend (device and compute dtype)
 /// @param q          [B, H, T, D] post-QK-norm queries, on `be.device()`, any floating dtype
 /// @param k          [B, H, T, D] post-QK-norm keys
@@ -265,10 +285,32 @@ inline at::Tensor selected_block_relevance(const backend& be, const at::Tensor& 
                                            const at::Tensor& k, const token_layout& layout,
                                            const text_selection& selection, const at::Tensor& lse,
                                            const attention_options& options = {}) {
+  const auto probabilities = selected_attention_probabilities(be, q, k, layout, selection.indices,
+                                                              lse, options);  // [B, H, N, S]
+  return relevance_map(be, probabilities, selection.weights);                 // [B, N]
+}
+
+/// @brief Adds the relevance map of block `block` from q, k and the LSE of
+/// `attention_with_lse` to `accumulator` when its filter admits the block, converting only the
+/// image rows of q and the selected rows of k to the compute dtype. Reads nothing back to the
+/// host (a NaN or Inf surfaces at `accumulator.result()`), so on CUDA it does not wait for
+/// the device.
+/// @param accumulator  the maps of this forward; holds the backend and the selection
+/// @param block        the transformer block index, >= 0
+/// @param q            [B, H, T, D] post-QK-norm queries, on the backend's device, any
+///                     floating dtype
+/// @param k            [B, H, T, D] post-QK-norm keys
+/// @param layout       where the image and text tokens sit in `T`
+/// @param lse          [B, H, T] natural-log LSE of every row
+/// @return             whether the map was added
+inline bool add_selected_block(lse_relevance_accumulator<backend>& accumulator, std::int64_t block,
+                               const at::Tensor& q, const at::Tensor& k,
+                               const token_layout& layout, const at::Tensor& lse) {
+  if (!accumulator.admits(block)) return false;
   at::NoGradGuard no_grad;
-  const auto image_lse = attention_lse_detail::image_lse(q, lse, layout);  // [B, H, N]
-  return block_relevance(be, be.to_compute_dtype(q, "q"), be.to_compute_dtype(k, "k"), layout,
-                         selection, be.to_compute_dtype(image_lse, "lse"), options);  // [B, N]
+  const auto rows = attention_lse_detail::gather_selected_rows(
+      accumulator.backend(), q, k, layout, accumulator.selection().indices, lse);
+  return accumulator.add_selected_rows(block, rows.q_image, rows.k_selected, rows.lse);
 }
 
 }  // namespace star::libtorch

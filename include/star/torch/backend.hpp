@@ -62,13 +62,11 @@ class backend {
   /// @brief `at::TensorOptions` for a new tensor of this backend.
   at::TensorOptions options() const { return at::TensorOptions().device(device_).dtype(dtype_); }
 
-  /// @brief A caller's tensor ready for star: checks that it is a defined floating tensor on
-  /// `device()` (else `value_error` naming `arg`) and returns it converted to `dtype()` with a
-  /// differentiable `.to()` (the same tensor when it already is). This is how float16 and
-  /// bfloat16 inputs enter: star then accumulates in the compute dtype.
-  /// @param t    any shape, floating dtype
+  /// @brief Throws `value_error` naming `arg` unless `t` is a defined floating tensor on
+  /// `device()` (in any floating dtype): the checks of `to_compute_dtype`, without converting.
+  /// @param t    any shape
   /// @param arg  the argument's name for error messages, e.g. `"q"`
-  tensor to_compute_dtype(const at::Tensor& t, std::string_view arg) const {
+  void require_input(const at::Tensor& t, std::string_view arg) const {
     if (!t.defined()) throw value_error(std::string(arg) + ": the tensor is undefined");
     if (!at::isFloatingType(t.scalar_type()))
       throw value_error(std::string(arg) + ": expected a floating dtype, got " +
@@ -76,6 +74,16 @@ class backend {
     if (!device_matches(t.device(), device_))
       throw value_error(std::string(arg) + ": expected a tensor on " + device_.str() +
                         ", got one on " + t.device().str());
+  }
+
+  /// @brief A caller's tensor ready for star: checks it (`require_input`) and returns it
+  /// converted to `dtype()` with a differentiable `.to()` (the same tensor when it already
+  /// is). This is how float16 and bfloat16 inputs enter: star then accumulates in the compute
+  /// dtype.
+  /// @param t    any shape, floating dtype
+  /// @param arg  the argument's name for error messages, e.g. `"q"`
+  tensor to_compute_dtype(const at::Tensor& t, std::string_view arg) const {
+    require_input(t, arg);
     return guarded(arg, [&] { return t.to(dtype_); });  // t's shape
   }
 
@@ -195,7 +203,8 @@ class backend {
   /// @{
 
   /// @brief The `star::layout_backend` operations; `reshape`, `permute` and `slice` return
-  /// ATen views where ATen can, `index_select` gathers with an int64 index on `device()`.
+  /// ATen views where ATen can, `index_select` gathers with an int64 index on `device()`
+  /// (copied there without blocking the host).
   tensor reshape(const tensor& a, const shape& s) const {
     require_same_numel("reshape", shape_of(a), s);
     return guarded("reshape", [&] { return a.reshape(s); });  // s
@@ -221,9 +230,17 @@ class backend {
     return guarded("index_select", [&] {
       const auto host = at::from_blob(const_cast<std::int64_t*>(indices.data()),
                                       {static_cast<std::int64_t>(indices.size())},
-                                      at::TensorOptions().dtype(at::kLong));  // [S]
-      const auto index = host.to(at::TensorOptions().device(device_).dtype(at::kLong),
-                                 /*non_blocking=*/false, /*copy=*/true);  // [S]
+                                      at::TensorOptions().dtype(at::kLong));  // [S] the caller's
+      if (device_.is_cpu())  // a copy of S integers: autograd may keep the index for backward
+        return at::index_select(a, static_cast<std::int64_t>(ax), host.clone());  // axis -> S
+      // On CUDA a copy from pageable host memory makes the host wait for the device (a sync
+      // per gather, i.e. per observed block); a copy from pinned memory is only queued.
+      // `pin_memory()` copies the indices into a block of ATen's pinned caching allocator,
+      // which keeps the block until the copy queued on the current stream has completed, so
+      // the caller's span may go away at once. Pinning needs CUDA: other devices copy plainly.
+      const bool cuda = device_.is_cuda();
+      const auto staged = cuda ? host.pin_memory() : host;                // [S]
+      const auto index = staged.to(device_, /*non_blocking=*/cuda);      // [S]
       return at::index_select(a, static_cast<std::int64_t>(ax), index);  // axis -> S
     });
   }
