@@ -17,10 +17,12 @@
 #include <iostream>
 #include <map>
 #include <optional>
+#include <set>
 #include <sstream>
 #include <string>
 #include <vector>
 
+#include "sd35/files/atomic_file.hpp"
 #include "sd35/pipeline/generate.hpp"
 #include "sd35/pipeline/model_folder.hpp"
 #include "sd35/pipeline/prompt_encoder.hpp"
@@ -139,32 +141,61 @@ std::vector<word_map> select_words(const std::string& prompt,
   return maps;
 }
 
-/// Sums each word's relevance map (star::libtorch::selected_block_relevance) over every block
-/// and step of the conditional batch.
+/// Sums each word's relevance map (star::relevance_map) over every block and step of the
+/// conditional batch. Each block is read out once: the probabilities of every column that any
+/// word of any prompt selects, for the whole batch
+/// (star::libtorch::selected_attention_probabilities), then split per prompt and word.
 class word_map_observer final : public attention_observer {
  public:
   word_map_observer(std::vector<std::vector<word_map>>& maps, at::Device device)
-      : maps_(maps), backend_(device, at::kFloat) {}
+      : maps_(maps), backend_(device, at::kFloat) {
+    std::set<std::int64_t> all;
+    for (const auto& prompt_maps : maps_)
+      for (const auto& map : prompt_maps)
+        all.insert(map.selection.indices.begin(), map.selection.indices.end());
+    columns_.assign(all.begin(), all.end());
+    for (const auto& prompt_maps : maps_) {
+      auto& prompt_positions = positions_.emplace_back();
+      for (const auto& map : prompt_maps)
+        prompt_positions.push_back(positions_in_columns(map.selection.indices, device));  // [S_w]
+    }
+  }
 
   void on_joint_attention(int /*block*/, const at::Tensor& q, const at::Tensor& k,
                           const at::Tensor& lse, const star::token_layout& layout) override {
+    if (columns_.empty()) return;
+    const auto probabilities = star::libtorch::selected_attention_probabilities(
+        backend_, q, k, layout, columns_, lse);  // [B, H, N, S]
     for (std::size_t b = 0; b < maps_.size(); ++b) {
-      const auto row = static_cast<std::int64_t>(b);
-      for (auto& map : maps_[b]) {
-        const auto relevance = star::libtorch::selected_block_relevance(
-            backend_, q.narrow(0, row, 1), k.narrow(0, row, 1), layout, map.selection,
-            lse.narrow(0, row, 1))[0];  // [N]
-        map.sum = map.sum.defined() ? map.sum + relevance : relevance;  // [N]
+      const auto row = probabilities.narrow(0, static_cast<std::int64_t>(b), 1);  // [1, H, N, S]
+      for (std::size_t m = 0; m < maps_[b].size(); ++m) {
+        auto& map = maps_[b][m];
+        const auto word = row.index_select(3, positions_[b][m]);  // [1, H, N, S_w]
+        const auto relevance =
+            star::relevance_map(backend_, word, map.selection.weights)[0];  // [N]
+        map.sum = map.sum.defined() ? map.sum + relevance : relevance;      // [N]
       }
     }
   }
 
  private:
+  /// Where each of `indices` (a word's columns) sits in `columns_`: [S_w] int64 on `device`.
+  at::Tensor positions_in_columns(const std::vector<std::int64_t>& indices,
+                                  at::Device device) const {
+    std::vector<std::int64_t> positions;
+    for (const auto column : indices)
+      positions.push_back(std::lower_bound(columns_.begin(), columns_.end(), column) -
+                          columns_.begin());
+    return at::tensor(positions, at::kLong).to(device);  // [S_w]
+  }
+
   std::vector<std::vector<word_map>>& maps_;
   star::libtorch::backend backend_;
+  std::vector<std::int64_t> columns_;               // [S] every selected column, ascending
+  std::vector<std::vector<at::Tensor>> positions_;  // per prompt and word: [S_w] into columns_
 };
 
-/// Writes `image` [3, H, W] in [0, 1] as an RGB PNG, atomically (temp file, then rename).
+/// Writes `image` [3, H, W] in [0, 1] as an RGB PNG, atomically (`<path>.partial`, renamed).
 void write_png(const fs::path& path, const at::Tensor& image) {
   const auto pixels = (image.clamp(0, 1) * 255.0)
                           .round()
@@ -174,14 +205,11 @@ void write_png(const fs::path& path, const at::Tensor& image) {
                           .cpu();  // [H, W, 3]
   const auto height = static_cast<int>(pixels.size(0));
   const auto width = static_cast<int>(pixels.size(1));
-  const fs::path partial = path.string() + ".partial";
-  if (!stbi_write_png(partial.c_str(), width, height, 3, pixels.data_ptr<std::uint8_t>(),
-                      width * 3)) {
-    std::error_code ignored;
-    fs::remove(partial, ignored);
-    throw std::runtime_error("cannot write " + path.string());
-  }
-  fs::rename(partial, path);
+  star::sd35::write_file_atomically(path, [&](const fs::path& partial) {
+    if (!stbi_write_png(partial.c_str(), width, height, 3, pixels.data_ptr<std::uint8_t>(),
+                        width * 3))
+      throw star::sd35::file_write_error("cannot write the PNG " + partial.string());
+  });
 }
 
 /// A blue-to-red heat colouring of `map` [H, W] in [0, 1]: [3, H, W].
@@ -227,7 +255,7 @@ int run(const cli_options& cli) {
   options.validate(model);
   const std::int64_t cells = model.vae_scale_factor() * model.transformer->config().patch_size;
   const std::int64_t grid = cli.size / cells;
-  const auto layout = star::token_layout::sd3(grid, grid, model.options.t5_length);
+  const auto layout = model.tokenizers->layout(grid, grid);
 
   std::vector<std::vector<word_map>> maps;
   for (const auto& prompt : cli.prompts)

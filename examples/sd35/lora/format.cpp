@@ -12,6 +12,7 @@
 #include <utility>
 #include <vector>
 
+#include "sd35/files/atomic_file.hpp"
 #include "sd35/safetensors/checkpoint.hpp"
 #include "sd35/safetensors/load.hpp"
 #include "star/core/error.hpp"
@@ -59,24 +60,12 @@ json lora_config(const lora_options& options) {
   return config;
 }
 
-/// Writes `text` to `path` through `path.partial` and a rename.
+/// Writes `text` to `path` atomically (through `path.partial` and a rename).
 void write_text_atomically(const fs::path& path, const std::string& text) {
-  const fs::path partial = path.string() + ".partial";
-  {
-    std::ofstream out(partial, std::ios::binary | std::ios::trunc);
-    out << text;
-    out.close();
-    if (!out) {
-      std::error_code ignored;
-      fs::remove(partial, ignored);
-      throw checkpoint_error("save_lora: cannot write " + partial.string());
-    }
-  }
-  std::error_code error;
-  fs::rename(partial, path, error);
-  if (error) {
-    fs::remove(partial, error);
-    throw checkpoint_error("save_lora: cannot rename " + partial.string() + " to " + path.string());
+  try {
+    write_stream_atomically(path, [&text](std::ostream& out) { out << text; });
+  } catch (const file_write_error& e) {
+    throw checkpoint_error("save_lora: " + std::string(e.what()));
   }
 }
 

@@ -8,7 +8,6 @@
 
 #include "sd35/safetensors/checkpoint.hpp"
 #include "sd35/safetensors/load.hpp"
-#include "sd35/tokenizers/prompt_tokens.hpp"
 #include "star/core/error.hpp"
 
 namespace star::sd35 {
@@ -110,14 +109,8 @@ sd35_model sd35_model::load(const fs::path& folder, const model_load_options& op
   model.options = options;
   model.scheduler = scheduler_dir.guarded(
       [&] { return flow_match_euler_config::from_file(scheduler_dir.dir / "scheduler_config.json"); });
-  model.tokenizer_l = tokenizer_l_dir.guarded(
-      [&] { return clip_bpe_tokenizer::from_folder(tokenizer_l_dir.dir, clip_tokenizer_options::clip_l()); });
-  model.tokenizer_g = tokenizer_g_dir.guarded(
-      [&] { return clip_bpe_tokenizer::from_folder(tokenizer_g_dir.dir, clip_tokenizer_options::clip_g()); });
-  if (use_t5)
-    model.tokenizer_t5 = tokenizer_t5_dir.guarded([&] {
-      return t5_tokenizer::from_folder(tokenizer_t5_dir.dir, {options.t5_length, "t5"});
-    });
+  model.tokenizers = component{folder, "tokenizers"}.guarded(
+      [&] { return sd3_tokenizers::from_model_folder(folder, options.t5_length, use_t5); });
 
   // The weights are read as options.dtype; `to` then moves them to the device (and converts
   // only what the checkpoint did not hold).

@@ -15,8 +15,7 @@
 #include "sd35/scheduler/flow_match_euler.hpp"
 #include "sd35/text/clip_text_model.hpp"
 #include "sd35/text/t5_encoder.hpp"
-#include "sd35/tokenizers/clip_bpe.hpp"
-#include "sd35/tokenizers/t5_sentencepiece.hpp"
+#include "sd35/tokenizers/prompt_tokens.hpp"
 #include "sd35/vae/decoder.hpp"
 
 namespace star::sd35 {
@@ -39,11 +38,10 @@ struct sd35_model {
   clip_text_model clip_l{nullptr};               ///< `text_encoder/` (CLIP-L)
   clip_text_model clip_g{nullptr};               ///< `text_encoder_2/` (CLIP-G)
   t5_encoder t5{nullptr};  ///< `text_encoder_3/`; empty when absent or not used
-  std::optional<clip_bpe_tokenizer> tokenizer_l;  ///< `tokenizer/` (always set after load)
-  std::optional<clip_bpe_tokenizer> tokenizer_g;  ///< `tokenizer_2/` (always set after load)
-  std::optional<t5_tokenizer> tokenizer_t5;       ///< `tokenizer_3/`; empty without T5
-  flow_match_euler_config scheduler;                 ///< `scheduler/scheduler_config.json`
-  model_load_options options;                        ///< how it was loaded
+  /// `tokenizer/`, `tokenizer_2/` and, with T5, `tokenizer_3/` (always set after load)
+  std::optional<sd3_tokenizers> tokenizers;
+  flow_match_euler_config scheduler;  ///< `scheduler/scheduler_config.json`
+  model_load_options options;         ///< how it was loaded
 
   /// @brief Whether T5 runs (else its `Lt` positions are zeros, as diffusers without
   /// `text_encoder_3`).

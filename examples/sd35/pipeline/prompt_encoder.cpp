@@ -2,25 +2,10 @@
 
 #include <ATen/ATen.h>
 
-#include "sd35/tokenizers/prompt_tokens.hpp"
 #include "star/core/error.hpp"
 
 namespace star::sd35 {
 namespace {
-
-/// One prompt's ids per encoder and its tokenizations; `t5_ids` empty without T5.
-sd3_prompt_tokens tokenize(const sd35_model& model, const std::string& prompt) {
-  if (model.tokenizer_t5)
-    return sd3_tokenizers{*model.tokenizer_l, *model.tokenizer_g, *model.tokenizer_t5}.tokenize(
-        prompt);
-  auto l = model.tokenizer_l->encode(prompt);
-  auto g = model.tokenizer_g->encode(prompt);
-  sd3_prompt_tokens out;
-  out.clip_l_ids = std::move(l.input_ids);
-  out.clip_g_ids = std::move(g.input_ids);
-  out.tokenizations.push_back(std::move(l.tokenization));
-  return out;
-}
 
 /// [B, S] int64 ids on `device` from B rows of equal length S.
 at::Tensor id_batch(const std::vector<std::vector<std::int64_t>>& rows, at::Device device) {
@@ -35,7 +20,7 @@ at::Tensor id_batch(const std::vector<std::vector<std::int64_t>>& rows, at::Devi
 
 std::vector<segment_tokenization> tokenize_prompt(const sd35_model& model,
                                                   const std::string& prompt) {
-  return tokenize(model, prompt).tokenizations;
+  return model.tokenizers->tokenize(prompt).tokenizations;
 }
 
 encoded_prompts encode_prompts(const sd35_model& model, std::span<const std::string> prompts,
@@ -45,7 +30,7 @@ encoded_prompts encode_prompts(const sd35_model& model, std::span<const std::str
   encoded_prompts out;
   std::vector<std::vector<std::int64_t>> clip_l_ids, clip_g_ids, t5_ids;
   for (const auto& prompt : prompts) {
-    auto tokens = tokenize(model, prompt);
+    auto tokens = model.tokenizers->tokenize(prompt);
     out.prompts.push_back(prompt);
     clip_l_ids.push_back(std::move(tokens.clip_l_ids));
     clip_g_ids.push_back(std::move(tokens.clip_g_ids));

@@ -5,10 +5,11 @@
 #include <nlohmann/json.hpp>
 #include <torch/nn/module.h>
 
-#include <fstream>
+#include <ostream>
 #include <set>
 #include <sstream>
 
+#include "sd35/files/atomic_file.hpp"
 #include "star/core/shape.hpp"
 
 namespace star::sd35 {
@@ -64,25 +65,6 @@ std::vector<target> module_tensors(const torch::nn::Module& module) {
     if (item.value().defined()) targets.push_back({item.key(), item.value()});
   return targets;
 }
-
-/// Removes the file at `path` unless released; the partial file of an interrupted write.
-class partial_file_guard {
- public:
-  explicit partial_file_guard(fs::path path) : path_(std::move(path)) {}
-  partial_file_guard(const partial_file_guard&) = delete;
-  partial_file_guard& operator=(const partial_file_guard&) = delete;
-  ~partial_file_guard() {
-    if (armed_) {
-      std::error_code ignored;
-      fs::remove(path_, ignored);
-    }
-  }
-  void release() { armed_ = false; }
-
- private:
-  fs::path path_;
-  bool armed_ = true;
-};
 
 }  // namespace
 
@@ -182,27 +164,21 @@ void save_safetensors(const fs::path& path,
   auto text = header.dump();
   text.append((8 - text.size() % 8) % 8, ' ');
 
-  const auto partial = fs::path(path.string() + ".partial");
-  partial_file_guard guard(partial);
-  {
-    std::ofstream out(partial, std::ios::binary | std::ios::trunc);
-    if (!out) fail("cannot create " + partial.string());
-    std::uint64_t length = text.size();
-    char length_bytes[8];
-    for (int i = 0; i < 8; ++i) length_bytes[i] = static_cast<char>((length >> (8 * i)) & 0xff);
-    out.write(length_bytes, 8);
-    out.write(text.data(), static_cast<std::streamsize>(text.size()));
-    for (const auto& tensor : contiguous)
-      if (tensor.nbytes() > 0)
-        out.write(static_cast<const char*>(tensor.data_ptr()),
-                  static_cast<std::streamsize>(tensor.nbytes()));
-    out.close();
-    if (!out) fail("writing " + partial.string() + " failed");
+  try {
+    write_stream_atomically(path, [&](std::ostream& out) {
+      const std::uint64_t length = text.size();
+      char length_bytes[8];
+      for (int i = 0; i < 8; ++i) length_bytes[i] = static_cast<char>((length >> (8 * i)) & 0xff);
+      out.write(length_bytes, 8);
+      out.write(text.data(), static_cast<std::streamsize>(text.size()));
+      for (const auto& tensor : contiguous)
+        if (tensor.nbytes() > 0)
+          out.write(static_cast<const char*>(tensor.data_ptr()),
+                    static_cast<std::streamsize>(tensor.nbytes()));
+    });
+  } catch (const file_write_error& e) {
+    fail(e.what());
   }
-  std::error_code error;
-  fs::rename(partial, path, error);
-  if (error) fail("cannot rename " + partial.string() + " onto it: " + error.message());
-  guard.release();
 }
 
 }  // namespace star::sd35

@@ -1,8 +1,10 @@
 #include "sd35/tokenizers/clip_bpe.hpp"
 
+#include <algorithm>
 #include <array>
 #include <climits>
 #include <fstream>
+#include <iterator>
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <unordered_map>
@@ -201,18 +203,29 @@ std::int64_t clip_bpe_tokenizer::token_id(std::string_view token) const {
   return it->second;
 }
 
+clip_bpe_tokenizer clip_bpe_tokenizer::with_options(const clip_tokenizer_options& options) const {
+  return clip_bpe_tokenizer(model_, options);
+}
+
+bool clip_bpe_tokenizer::shares_vocabulary_with(const clip_bpe_tokenizer& other) const {
+  return model_ == other.model_;
+}
+
 std::int64_t clip_bpe_tokenizer::bos_id() const { return bos_id_; }
 std::int64_t clip_bpe_tokenizer::eos_id() const { return eos_id_; }
 std::int64_t clip_bpe_tokenizer::pad_id() const { return pad_id_; }
 const clip_tokenizer_options& clip_bpe_tokenizer::options() const { return options_; }
 
 clip_tokens clip_bpe_tokenizer::encode(std::string_view prompt) const {
+  return encode(clip_normalize(prompt));
+}
+
+clip_tokens clip_bpe_tokenizer::encode(const clip_normalized_text& normalized) const {
   struct content_token {
     std::int64_t id;
     std::size_t begin, end;  // bytes of the normalised text
     bool special;
   };
-  auto normalized = clip_normalize(prompt);
   std::vector<content_token> content;
   for (const auto& piece : clip_pretokenize(normalized.text, added_tokens_)) {
     const auto text =
@@ -250,8 +263,23 @@ clip_tokens clip_bpe_tokenizer::encode(std::string_view prompt) const {
   }
   add(eos_id_, true, {0, 0, 0, true});
   while (out.input_ids.size() < max_length) add(pad_id_, false, {0, 0, 0, true});
-  out.normalized_text = std::move(normalized.text);
+  out.normalized_text = normalized.text;
   return out;
+}
+
+bool same_vocabulary_files(const std::filesystem::path& a, const std::filesystem::path& b) {
+  const auto identical = [](const std::filesystem::path& x, const std::filesystem::path& y) {
+    std::error_code error_x, error_y;
+    const auto size_x = std::filesystem::file_size(x, error_x);
+    const auto size_y = std::filesystem::file_size(y, error_y);
+    if (error_x || error_y || size_x != size_y) return false;
+    std::ifstream in_x(x, std::ios::binary), in_y(y, std::ios::binary);
+    return in_x && in_y &&
+           std::equal(std::istreambuf_iterator<char>(in_x), std::istreambuf_iterator<char>(),
+                      std::istreambuf_iterator<char>(in_y), std::istreambuf_iterator<char>());
+  };
+  return identical(a / "vocab.json", b / "vocab.json") &&
+         identical(a / "merges.txt", b / "merges.txt");
 }
 
 }  // namespace star::sd35

@@ -10,6 +10,7 @@
 #include <string_view>
 #include <vector>
 
+#include "sd35/tokenizers/clip_text.hpp"
 #include "star/tokens/tokenization.hpp"
 
 namespace star::sd35 {
@@ -48,7 +49,7 @@ struct clip_tokens {
 
 /// @brief CLIP's BPE tokenizer: `clip_normalize`, `clip_pretokenize`, bytes to unicode, BPE
 /// merges by rank with `</w>` ending each word (cached per word), vocabulary ids, framing.
-/// Copies share the vocabulary and the cache; `encode` is thread-safe.
+/// Copies and `with_options` share the vocabulary and the cache; `encode` is thread-safe.
 class clip_bpe_tokenizer {
  public:
   /// @brief Loads `folder/vocab.json` and `folder/merges.txt` (an SD3.5 download's
@@ -61,8 +62,19 @@ class clip_bpe_tokenizer {
                                        const std::filesystem::path& merges_txt,
                                        const clip_tokenizer_options& options = {});
 
-  /// @brief Tokenises one UTF-8 prompt.
+  /// @brief This tokenizer's vocabulary, merges and BPE cache framed with `options` (nothing
+  /// is read again): SD3's CLIP-G tokenizer over CLIP-L's files when the two are identical.
+  /// Throws `option_error` as `clip_tokenizer_options::validate`, `value_error` naming a
+  /// `pad_token` that is not in the vocabulary.
+  clip_bpe_tokenizer with_options(const clip_tokenizer_options& options) const;
+  /// @brief Whether this tokenizer and `other` share one loaded vocabulary and BPE cache.
+  bool shares_vocabulary_with(const clip_bpe_tokenizer& other) const;
+
+  /// @brief Tokenises one UTF-8 prompt: `encode(clip_normalize(prompt))`.
   clip_tokens encode(std::string_view prompt) const;
+  /// @brief Tokenises a prompt already normalised by `clip_normalize` (which depends on no
+  /// vocabulary or option), so that several tokenizers normalise a prompt once.
+  clip_tokens encode(const clip_normalized_text& normalized) const;
 
   /// @brief The id of a vocabulary token; throws `value_error` naming it when unknown.
   std::int64_t token_id(std::string_view token) const;
@@ -81,5 +93,9 @@ class clip_bpe_tokenizer {
   std::int64_t eos_id_ = 0;
   std::int64_t pad_id_ = 0;
 };
+
+/// @brief Whether the folders `a` and `b` hold byte-identical `vocab.json` and `merges.txt`
+/// (as an SD3.5 download's `tokenizer/` and `tokenizer_2/` do); false when a file is missing.
+bool same_vocabulary_files(const std::filesystem::path& a, const std::filesystem::path& b);
 
 }  // namespace star::sd35

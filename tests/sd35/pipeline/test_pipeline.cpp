@@ -7,6 +7,7 @@
 
 #include <sys/wait.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <fstream>
 #include <string>
@@ -85,9 +86,11 @@ TEST_CASE("sd35_model::load reads every component of a diffusers folder", "[sd35
   REQUIRE(model.transformer->config().num_layers == num_layers);
   REQUIRE(model.transformer->config().joint_attention_dim == t5_width);
   REQUIRE(model.has_t5() == tiny_has_t5);
-  REQUIRE(model.tokenizer_l.has_value());
-  REQUIRE(model.tokenizer_g.has_value());
-  REQUIRE(model.tokenizer_t5.has_value() == tiny_has_t5);
+  REQUIRE(model.tokenizers.has_value());
+  REQUIRE(model.tokenizers->t5.has_value() == tiny_has_t5);
+  REQUIRE(model.tokenizers->t5_length == t5_length);
+  // tokenizer/ and tokenizer_2/ hold identical files: one vocabulary, read once.
+  REQUIRE(model.tokenizers->clip_l.shares_vocabulary_with(model.tokenizers->clip_g));
   REQUIRE(model.vae_scale_factor() == 2);
   REQUIRE(model.scheduler.shift == 3.0);
   // The loaded weights are the saved ones.
@@ -232,6 +235,10 @@ TEST_CASE("without text_encoder_3 the T5 positions are zeros and sampling still 
   REQUIRE(encoded.embedding.prompt_embeds.narrow(1, 77, t5_length).abs().max().item<double>() == 0);
   REQUIRE(encoded.tokenizations[0].size() == 1);
   REQUIRE(encoded.tokenizations[0][0].segment == "clip");
+  // The CLIP offsets alone still place the words in the layout's text block.
+  const auto selection =
+      star::select_core_tokens(prompts[0], encoded.tokenizations[0], encoded.embedding.layout);
+  REQUIRE(selection.selected_words == std::vector<std::string>{"red", "apple"});
   const auto result = star::sd35::generate(model, prompts, tiny_generation(1));
   REQUIRE(result.images.sizes() == at::IntArrayRef{1, 3, 16, 16});
 }
@@ -321,17 +328,30 @@ int run_star_generate(const std::string& arguments) {
   return WEXITSTATUS(status);
 }
 
-/// Requires `path` to be a PNG of `size` x `size` RGB pixels that stb_image decodes.
-void require_png(const fs::path& path, int size) {
+/// The pixels of `path`, required to be a PNG of `size` x `size` RGB pixels.
+std::vector<unsigned char> png_pixels(const fs::path& path, int size) {
   INFO(path);
   REQUIRE(fs::exists(path));
   int width = 0, height = 0, channels = 0;
   unsigned char* pixels = stbi_load(path.c_str(), &width, &height, &channels, 0);
   REQUIRE(pixels != nullptr);
+  std::vector<unsigned char> out(pixels, pixels + width * height * channels);
   stbi_image_free(pixels);
   REQUIRE(width == size);
   REQUIRE(height == size);
   REQUIRE(channels == 3);
+  return out;
+}
+
+/// Requires `path` to be a PNG of `size` x `size` RGB pixels that stb_image decodes.
+void require_png(const fs::path& path, int size) { png_pixels(path, size); }
+
+/// The largest difference of two images' pixel values.
+int max_pixel_difference(const std::vector<unsigned char>& a, const std::vector<unsigned char>& b) {
+  REQUIRE(a.size() == b.size());
+  int largest = 0;
+  for (std::size_t i = 0; i < a.size(); ++i) largest = std::max(largest, std::abs(a[i] - b[i]));
+  return largest;
 }
 
 }  // namespace
@@ -354,6 +374,26 @@ TEST_CASE("star-generate writes the images and the word attention overlays",
                             (out / "words").string()) == 0);
   require_png(out / "words" / "image_0_red.png", 16);
   REQUIRE_FALSE(fs::exists(out / "words" / "image_0_apple.png"));
+}
+
+TEST_CASE("star-generate: a word's heat map is the same read out alone or with other words",
+          "[sd35][pipeline][star-generate]") {
+  // All words of all prompts are read out of each block at once, then split per word.
+  const auto out = star::test::scratch_dir("generate_split");
+  const std::string common = "--model " + tiny_model_folder().string() +
+                             " --steps 2 --size 16 --seed 4 --prompt 'a red apple' "
+                             "--prompt 'two dogs' ";
+  REQUIRE(run_star_generate(common + "--words red --out " + (out / "alone").string()) == 0);
+  REQUIRE(run_star_generate(common + "--out " + (out / "together").string()) == 0);
+  REQUIRE(png_pixels(out / "alone" / "image_0.png", 16) ==
+          png_pixels(out / "together" / "image_0.png", 16));
+  const auto alone = png_pixels(out / "alone" / "image_0_red.png", 16);
+  const auto together = png_pixels(out / "together" / "image_0_red.png", 16);
+  CHECK(max_pixel_difference(alone, together) <= 1);
+  CHECK(max_pixel_difference(together, png_pixels(out / "together" / "image_0_apple.png", 16)) >
+        1);
+  require_png(out / "together" / "image_1_dogs.png", 16);
+  REQUIRE_FALSE(fs::exists(out / "alone" / "image_1_red.png"));
 }
 
 TEST_CASE("star-generate fails with exit code 1 and a message on a bad model folder",

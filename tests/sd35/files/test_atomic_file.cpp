@@ -1,0 +1,129 @@
+// write_file_atomically / write_stream_atomically: the content lands at the path through
+// `<path>.partial`; a failure anywhere leaves no partial file and the old target untouched.
+#include <catch2/catch.hpp>
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "sd35/files/atomic_file.hpp"
+
+namespace {
+
+namespace fs = std::filesystem;
+using star::sd35::file_write_error;
+using star::sd35::write_file_atomically;
+using star::sd35::write_stream_atomically;
+
+/// A fresh folder of this test process, removed with the object.
+class temp_dir {
+ public:
+  explicit temp_dir(const std::string& name)
+      : path_(fs::temp_directory_path() /
+              ("star_atomic_file_" + std::to_string(::getpid()) + "_" + name)) {
+    fs::remove_all(path_);
+    fs::create_directories(path_);
+  }
+  temp_dir(const temp_dir&) = delete;
+  temp_dir& operator=(const temp_dir&) = delete;
+  ~temp_dir() {
+    std::error_code ignored;
+    fs::remove_all(path_, ignored);
+  }
+  fs::path operator/(const std::string& name) const { return path_ / name; }
+  const fs::path& path() const { return path_; }
+
+ private:
+  fs::path path_;
+};
+
+std::string read_text(const fs::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
+
+std::vector<std::string> listing(const fs::path& dir) {
+  std::vector<std::string> names;
+  for (const auto& item : fs::directory_iterator(dir))
+    names.push_back(item.path().filename().string());
+  std::sort(names.begin(), names.end());
+  return names;
+}
+
+}  // namespace
+
+TEST_CASE("write_stream_atomically writes the content and replaces an existing file",
+          "[sd35][files]") {
+  const temp_dir dir("write");
+  const auto path = dir / "out.bin";
+  write_stream_atomically(path, [](std::ostream& out) { out << "first"; });
+  REQUIRE(read_text(path) == "first");
+  const std::string binary("a\0b\n", 4);
+  write_stream_atomically(path, [&](std::ostream& out) { out << binary; });
+  REQUIRE(read_text(path) == binary);
+  REQUIRE(listing(dir.path()) == std::vector<std::string>{"out.bin"});
+}
+
+TEST_CASE("write_file_atomically hands the callback <path>.partial and renames it onto path",
+          "[sd35][files]") {
+  const temp_dir dir("partial");
+  const auto path = dir / "image.png";
+  fs::path seen;
+  write_file_atomically(path, [&](const fs::path& partial) {
+    seen = partial;
+    std::ofstream(partial) << "pixels";
+    REQUIRE_FALSE(fs::exists(path));  // nothing at the target until the rename
+  });
+  REQUIRE(seen == dir / "image.png.partial");
+  REQUIRE(seen == star::sd35::partial_path(path));
+  REQUIRE(read_text(path) == "pixels");
+  REQUIRE(listing(dir.path()) == std::vector<std::string>{"image.png"});
+}
+
+TEST_CASE("an exception inside the callback leaves no file, no .partial, the old target as it was",
+          "[sd35][files][errors]") {
+  const temp_dir dir("throw");
+  const auto fresh = dir / "fresh.bin";
+  const auto failing_stream = [](std::ostream& out) {
+    out << "half of it";
+    throw std::runtime_error("callback failed");
+  };
+  REQUIRE_THROWS_WITH(write_stream_atomically(fresh, failing_stream), "callback failed");
+  REQUIRE(listing(dir.path()).empty());
+
+  const auto existing = dir / "existing.bin";
+  std::ofstream(existing) << "old content";
+  REQUIRE_THROWS_AS(write_stream_atomically(existing, failing_stream), std::runtime_error);
+  REQUIRE_THROWS_AS(write_file_atomically(existing,
+                                          [](const fs::path& partial) {
+                                            std::ofstream(partial) << "new";
+                                            throw file_write_error("cannot encode");
+                                          }),
+                    file_write_error);
+  REQUIRE(read_text(existing) == "old content");
+  REQUIRE(listing(dir.path()) == std::vector<std::string>{"existing.bin"});
+}
+
+TEST_CASE("failures of the helper itself name the path and leave nothing behind",
+          "[sd35][files][errors]") {
+  const temp_dir dir("fail");
+  const auto write = [](std::ostream& out) { out << "data"; };
+  // A folder that does not exist: the partial file cannot be created.
+  const auto absent = dir / "absent" / "out.bin";
+  REQUIRE_THROWS_AS(write_stream_atomically(absent, write), file_write_error);
+  REQUIRE_THROWS_WITH(write_stream_atomically(absent, write),
+                      Catch::Contains("cannot create") && Catch::Contains("absent/out.bin.partial"));
+  // A folder at the target: the partial file is written, the rename fails, the partial goes.
+  const auto taken = dir / "taken";
+  fs::create_directory(taken);
+  REQUIRE_THROWS_WITH(write_stream_atomically(taken, write),
+                      Catch::Contains("cannot rename") && Catch::Contains(taken.string()));
+  REQUIRE(listing(dir.path()) == std::vector<std::string>{"taken"});
+  REQUIRE(fs::is_empty(taken));
+}
