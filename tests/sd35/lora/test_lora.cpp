@@ -30,6 +30,7 @@
 #include <utility>
 #include <vector>
 
+#include "sd35/sd35_mmdit_fixture.hpp"
 #include "support/safetensors.hpp"
 
 namespace {
@@ -37,24 +38,14 @@ namespace {
 namespace fs = std::filesystem;
 using namespace star::sd35;
 using star::test::data_path;
+using star::test::max_abs_diff;
+// the fixture MMDiT (3 blocks, dual attention in 0 and 1) with its golden weights
+const auto tiny_model = star::test::fixture_transformer;
 using json = nlohmann::json;
 
 const std::vector<std::string> flow_grpo_suffixes = {
     "attn.add_k_proj", "attn.add_q_proj", "attn.add_v_proj", "attn.to_add_out",
     "attn.to_k",       "attn.to_out.0",   "attn.to_q",       "attn.to_v"};
-
-transformer_config tiny_config() {
-  std::ifstream in(data_path("sd35/sd3_transformer.json"));
-  return transformer_config::from_json(json::parse(in).at("config").dump());
-}
-
-/// The fixture MMDiT (3 blocks, dual attention in 0 and 1) with its golden weights.
-std::shared_ptr<sd3_transformer> tiny_model() {
-  auto model = std::make_shared<sd3_transformer>(tiny_config());
-  load_into(*model, checkpoint::open(data_path("sd35/sd3_transformer_weights.safetensors")));
-  model->eval();
-  return model;
-}
 
 struct forward_inputs {
   at::Tensor hidden, text, pooled, timestep;
@@ -70,11 +61,6 @@ forward_inputs random_inputs(std::uint64_t seed) {
 
 at::Tensor run(sd3_transformer& model, const forward_inputs& in) {
   return model.forward(in.hidden, in.text, in.pooled, in.timestep);  // [B, C, H, W]
-}
-
-double max_abs_diff(const at::Tensor& a, const at::Tensor& b) {
-  REQUIRE(a.sizes() == b.sizes());
-  return (a.to(at::kDouble) - b.to(at::kDouble)).abs().max().item<double>();
 }
 
 lora_options small_options() {
