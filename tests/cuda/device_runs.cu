@@ -109,11 +109,13 @@ bool device_available(std::string& why) {
   return count > 0;
 }
 
-readout_run run_readout(const readout_case& c, element type) {
+readout_run run_readout(const readout_case& c, element type, std::int64_t q_offset) {
   return dispatch(type, [&]<class T>() {
     const std::int64_t tokens = c.layout.total_tokens(), image = c.layout.image_tokens();
     const auto columns = static_cast<std::int64_t>(c.columns.size());
-    const auto q = upload<T>(heads_interleaved(c.q, c.batch, c.heads, tokens, c.head_dim));
+    auto q_values = heads_interleaved(c.q, c.batch, c.heads, tokens, c.head_dim);
+    q_values.insert(q_values.begin(), static_cast<std::size_t>(q_offset), 0.0);
+    const auto q = upload<T>(q_values);
     const auto k = upload<T>(heads_interleaved(c.k, c.batch, c.heads, tokens, c.head_dim));
     const auto lse = upload<float>(c.lse);
     const auto relevance = upload<float>(c.relevance_in);
@@ -126,7 +128,7 @@ readout_run run_readout(const readout_case& c, element type) {
                                                  c.heads * c.head_dim, 1};
     std::vector<float> weights(c.weights.begin(), c.weights.end());
     const star::cuda::readout_inputs<T> in{
-        {q.data, qk_extents, qk_strides},
+        {q.data + q_offset, qk_extents, qk_strides},
         {k.data, qk_extents, qk_strides},
         star::contiguous_view<const float, 3>(lse.data, {c.batch, c.heads, tokens}),
         c.columns,

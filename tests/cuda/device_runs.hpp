@@ -44,7 +44,9 @@ struct readout_run {
   std::vector<double> probabilities;   // [B, H, N, S]
 };
 
-readout_run run_readout(const readout_case& c, element type);
+/// Runs one read-out; `q_offset` elements before q's first element move its data pointer off
+/// the 16-byte alignment of the allocation (the kernel must then load element by element).
+readout_run run_readout(const readout_case& c, element type, std::int64_t q_offset = 0);
 
 /// One allocation launch over [B, N] relevance maps.
 struct allocation_case {

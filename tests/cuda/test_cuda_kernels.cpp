@@ -79,11 +79,13 @@ std::vector<double> joint_rows_lse(const std::vector<double>& image_lse, std::in
   return joint;
 }
 
-/// Read-out of random q, k against reference attention_probabilities + relevance_map. With
-/// `head_dim` a multiple of 8 the kernel reads q rows with 16-byte loads; otherwise element by
-/// element.
+/// Read-out of random q, k against reference attention_probabilities + relevance_map. Where
+/// `head_dim` is a multiple of 16 bytes' worth of elements (8 for float16 / bfloat16, 4 for
+/// float32) and `q_offset` is 0, the kernel reads q rows with 16-byte loads; otherwise element
+/// by element.
 void readout_matches_reference(const star::token_layout& layout, std::vector<std::int64_t> columns,
-                               std::int64_t head_dim, std::uint64_t seed) {
+                               std::int64_t head_dim, std::uint64_t seed,
+                               std::int64_t q_offset = 0) {
   const reference_backend be{};
   const std::int64_t batch = 2, heads = 3, tokens = layout.total_tokens(),
                      image = layout.image_tokens(), selected = columns.size();
@@ -107,7 +109,7 @@ void readout_matches_reference(const star::token_layout& layout, std::vector<std
     const readout_run run = run_readout({batch, heads, head_dim, layout, q_host, k_host,
                                          joint_rows_lse(be.to_host(lse), batch * heads, layout),
                                          columns, weights, scale, block_weight, relevance_in},
-                                        type);
+                                        type, q_offset);
     check(run.status == 0, "read-out launch status " + std::to_string(run.status));
     if (run.status != 0) continue;
     std::vector<double> expected = be.to_host(map);
@@ -123,6 +125,10 @@ void test_readout() {
   readout_matches_reference(star::token_layout::sd3(6, 5, 12), {0, 3, 80, 88}, 40, 11);
   // D = 13: element-wise loads, a partial last slice of D
   readout_matches_reference(star::token_layout::sd3(6, 5, 12), {0, 3, 80, 88}, 13, 13);
+  // D = 12: 16-byte loads in float32, element-wise in float16 / bfloat16
+  readout_matches_reference(star::token_layout::sd3(6, 5, 12), {0, 3, 80, 88}, 12, 15);
+  // q one element past an aligned address: element-wise loads in every type
+  readout_matches_reference(star::token_layout::sd3(6, 5, 12), {0, 3, 80, 88}, 40, 16, 1);
   // more than one chunk of 16 columns, text block first
   star::token_layout text_first{4, 7, {{"clip", 9}, {"t5", 21}}, false};
   std::vector<std::int64_t> many(21);

@@ -167,6 +167,8 @@ TEST_CASE("cuda op checks: accumulate_relevance_cuda rejects a bad lse or releva
                                "relevance: expected shape [B, N] = [2, 20], got [2, 36]");
   require_rejects<value_error>(valid, [](auto& c) { c.relevance = at::zeros({2, 20}, at::kHalf); },
                                "relevance: expected a float32 accumulator, got Half");
+  require_rejects<value_error>(valid, [](auto& c) { c.relevance = at::zeros({1, 20}).expand({2, 20}); },
+                               "relevance: its elements overlap in memory");
   require_rejects<value_error>(valid, [](auto& c) { c.relevance = on_meta({2, 20}); },
                                "relevance: expected a tensor on the device of q");
 }

@@ -52,7 +52,7 @@ constexpr std::size_t relevance_workspace_bytes(std::int64_t batch, std::int64_t
 
 /// @brief Adds one block's relevance map to `relevance`:
 /// `R[b, n] += block_weight * sum_j w_j * mean_h exp(s q[b,h,n] . k[b,h,j] - lse[b,h,n])`,
-/// image rows and text keys placed by `layout`. Cost `O(B H N |S| D)`; reads the image rows
+/// image rows `n`, text keys `j` and the LSE rows placed in the joint sequence by `layout`. Cost `O(B H N |S| D)`; reads the image rows
 /// of `q` once per chunk of 16 columns, with 16-byte loads where rows are `D`-contiguous and
 /// 16-byte aligned. Launches are queued on `stream`; nothing is synchronised.
 /// @param in            q, k, lse, columns, weights, scale, block weight
@@ -61,8 +61,8 @@ constexpr std::size_t relevance_workspace_bytes(std::int64_t batch, std::int64_t
 /// @param probabilities [B, H, N, S] device, written when `data` is non-null
 /// @param workspace     device, at least `relevance_workspace_bytes(B, H, N)` bytes
 /// @return `cudaErrorInvalidValue` on inconsistent shapes, an empty or out-of-range column
-///         list, `D > max_readout_head_dim` or too small a workspace; otherwise the launch
-///         status
+///         list, `D > max_readout_head_dim`, `B` or `H` above 65535, `scale <= 0` or too small
+///         a workspace; otherwise the launch status
 template <class T>
   requires is_kernel_element<T>
 cudaError_t accumulate_relevance(const readout_inputs<T>& in, const token_layout& layout,

@@ -1,7 +1,8 @@
 #pragma once
 /// @file
 /// @brief Fused relevance read-out (star-method.md §3): for the selected text columns `S`,
-/// `R[b, n] += block_weight * sum_j w_j * mean_h exp(s q_n . k_j - LSE[b, h, n])` in one pass
+/// `R[b, n] += block_weight * sum_j w_j * mean_h exp(s q_n . k_j - LSE[b, h, n])` (the LSE
+/// of image row `n`, at `image_begin + n` of the joint sequence) in one pass
 /// over `q`, never forming the `N x T` scores; optionally also the probabilities themselves.
 
 #include <algorithm>

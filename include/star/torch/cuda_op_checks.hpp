@@ -10,6 +10,7 @@
 /// device synchronisation): NaN or Inf inside a tensor is not caught here.
 
 #include <ATen/ATen.h>
+#include <ATen/MemoryOverlap.h>
 
 #include <cmath>
 #include <cstdint>
@@ -142,9 +143,9 @@ struct cuda_token_objective_options {
 
 /// @brief The checks of `accumulate_relevance_cuda`: `layout` valid; q, k [B, H, T, D] of
 /// one dtype (float32, float16, bfloat16) with `T = layout.total_tokens()`, `B, H <= 65535`
-/// and `D <= 768`; lse [B, H, T] floating point; relevance [B, N] float32 when defined; all
-/// on the device of q; columns non-empty in `[0, L)`; one weight per column, finite, >= 0
-/// and within float32; scale > 0 and block_weight finite, in float32 too. Throws
+/// and `D <= 768`; lse [B, H, T] floating point; relevance [B, N] float32 without overlapping
+/// elements when defined; all on the device of q; columns non-empty in `[0, L)`; one weight
+/// per column, finite, >= 0 and within float32; scale > 0 and block_weight finite, in float32 too. Throws
 /// `shape_error`, `value_error` or `option_error` naming the argument.
 /// @return the extents of q
 inline joint_qk_dims check_accumulate_relevance_cuda(
@@ -171,6 +172,10 @@ inline joint_qk_dims check_accumulate_relevance_cuda(
     if (relevance.scalar_type() != at::kFloat)
       throw value_error(std::string("relevance: expected a float32 accumulator, got ") +
                         c10::toString(relevance.scalar_type()));
+    // the kernel adds into every element from its own thread: elements sharing memory race
+    if (at::has_internal_overlap(relevance) == at::MemOverlap::Yes)
+      throw value_error("relevance: its elements overlap in memory (e.g. an expanded tensor); "
+                        "expected a writable [B, N] accumulator with one element per entry");
   }
   require_text_columns("columns", columns, layout);
   if (weights.size() != columns.size())
