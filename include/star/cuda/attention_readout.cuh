@@ -25,14 +25,18 @@ inline constexpr int chunk_columns = 16;
 /// @brief Threads that share one image row, each summing over its own slices of `D`.
 inline constexpr int threads_per_row = 8;
 /// @brief Rows each thread works on at once, so that every key value read from shared memory
-/// serves that many rows (shared-memory bandwidth bounds the kernel otherwise).
-inline constexpr int rows_per_thread = 4;
+/// serves that many rows.
+inline constexpr int rows_per_thread = 2;
 /// @brief Threads per CUDA block.
 inline constexpr int block_threads = 256;
-/// @brief Groups of `threads_per_row` threads in a block; group `g` takes rows `g + i * 32`.
+/// @brief Groups of `threads_per_row` threads in a block; group `g` takes rows `g + i * 32`
+/// of a tile.
 inline constexpr int row_groups = block_threads / threads_per_row;
-/// @brief Image rows per CUDA block.
-inline constexpr int rows_per_block = row_groups * rows_per_thread;
+/// @brief Image rows per tile, the rows a block works on at once.
+inline constexpr int rows_per_tile = row_groups * rows_per_thread;
+/// @brief Tiles per CUDA block: the keys are loaded once for all of them, and the rows of the
+/// next step are loaded while the current ones are used.
+inline constexpr int tiles_per_block = 4;
 /// @brief Columns whose dot products each thread of a row ends with after the reduce-scatter.
 inline constexpr int columns_per_thread = chunk_columns / threads_per_row;
 static_assert(columns_per_thread == 2, "the reduce-scatter halves the columns 3 times");
@@ -96,10 +100,48 @@ __device__ inline void reduce_scatter_columns(float (&dot)[chunk_columns], int l
   if constexpr (offset > 1) reduce_scatter_columns<Half / 2>(dot, lane);
 }
 
+/// @brief The weighted sum over the chunk's columns of the probabilities of the tile's rows
+/// (`dot` holds their finished dot products after the reduce-scatter), written to
+/// `partial[h][b][n]` on the first chunk and added on later ones. Every lane takes part.
+template <class T>
+__device__ inline void finish_tile(float (&dot)[rows_per_thread][chunk_columns],
+                                   std::int64_t first_row, int lane, int b, int h,
+                                   const strided_view<const float, 3>& lse,
+                                   const column_chunk& chunk, std::int64_t image_begin,
+                                   std::int64_t image_tokens, float scale, bool first_chunk,
+                                   float* partial, const strided_view<float, 4>& probabilities) {
+#pragma unroll
+  for (int r = 0; r < rows_per_thread; ++r) {
+    reduce_scatter_columns(dot[r], lane);
+    const std::int64_t n = first_row + r * row_groups;
+    float weighted = 0.0f;
+    if (n < image_tokens) {
+      const float row_lse = lse(b, h, image_begin + n);
+#pragma unroll
+      for (int c = 0; c < columns_per_thread; ++c) {
+        const int j = lane * columns_per_thread + c;
+        if (j >= chunk.count) break;
+        const float p = __expf(scale * dot[r][c] - row_lse);
+        if (probabilities.data) probabilities(b, h, n, chunk.first + j) = p;
+        weighted += chunk.weight[j] * p;
+      }
+    }
+#pragma unroll
+    for (int offset = threads_per_row / 2; offset > 0; offset /= 2)
+      weighted += __shfl_xor_sync(0xffffffffu, weighted, offset);
+    if (n < image_tokens && lane == 0) {
+      float& slot = partial[(static_cast<std::int64_t>(h) * gridDim.y + b) * image_tokens + n];
+      slot = first_chunk ? weighted : slot + weighted;
+    }
+  }
+}
+
 /// @brief Per (head, batch, image row), the weighted sum over the chunk's columns of the
 /// probabilities, written to `partial[h][b][n]` on the first chunk and added on later ones.
-/// Grid `(ceil(N / rows_per_block), B, H)` of `block_threads`; dynamic shared memory:
-/// `chunk_columns * D_pad` floats, `D_pad = D` rounded up to `vector_width<T>`.
+/// Grid `(ceil(tiles / tiles_per_block), B, H)` of `block_threads`, block `x` taking tiles
+/// `x, x + gridDim.x, ...`; dynamic shared memory: `chunk_columns * D_pad` floats, `D_pad = D`
+/// rounded up to `vector_width<T>`. A thread walks its (tile, slice) steps with the q values
+/// of the next step loaded while the current ones are used.
 template <class T, bool Vectorized>
 __global__ void __launch_bounds__(block_threads, 2)
 selected_columns_kernel(strided_view<const T, 4> q, strided_view<const T, 4> k,
@@ -123,54 +165,59 @@ selected_columns_kernel(strided_view<const T, 4> q, strided_view<const T, 4> k,
   __syncthreads();
 
   const int lane = static_cast<int>(threadIdx.x) % threads_per_row;
-  const std::int64_t first_row = static_cast<std::int64_t>(blockIdx.x) * rows_per_block +
-                                 static_cast<int>(threadIdx.x) / threads_per_row;
-  float dot[rows_per_thread][chunk_columns] = {};
-  for (int slice = lane; slice < slices; slice += threads_per_row) {
-    float q_slice[rows_per_thread][width];
+  const int group = static_cast<int>(threadIdx.x) / threads_per_row;
+  // the same step count on every lane, so that all reach each tile's shuffles together
+  const int steps_per_tile = (slices + threads_per_row - 1) / threads_per_row;
+  const int tiles = static_cast<int>((image_tokens + rows_per_tile - 1) / rows_per_tile);
+  const int my_tiles = (tiles - static_cast<int>(blockIdx.x) + static_cast<int>(gridDim.x) - 1) /
+                       static_cast<int>(gridDim.x);
+  const auto first_row_of = [&](int step) {
+    const int tile = static_cast<int>(blockIdx.x) + step / steps_per_tile * static_cast<int>(gridDim.x);
+    return static_cast<std::int64_t>(tile) * rows_per_tile + group;
+  };
+  const auto load_step = [&](int step, float (&out)[rows_per_thread][width]) {
+    const std::int64_t first_row = first_row_of(step);
+    const int slice = lane + step % steps_per_tile * threads_per_row;
 #pragma unroll
     for (int r = 0; r < rows_per_thread; ++r) {
       const std::int64_t n = first_row + r * row_groups;
-      if (n < image_tokens)
-        load_slice<T, Vectorized>(q, b, h, image_begin + n, slice * width, q_slice[r]);
+      if (n < image_tokens && slice < slices)
+        load_slice<T, Vectorized>(q, b, h, image_begin + n, slice * width, out[r]);
       else
-        for (float& x : q_slice[r]) x = 0.0f;
+        for (float& x : out[r]) x = 0.0f;
     }
-#pragma unroll
-    for (int quad = 0; quad < quads; ++quad)
-#pragma unroll
-      for (int j = 0; j < chunk_columns; ++j) {
-        const float4 key = keys[(j * quads + quad) * slices + slice];
-#pragma unroll
-        for (int r = 0; r < rows_per_thread; ++r)
-          dot[r][j] += q_slice[r][4 * quad] * key.x + q_slice[r][4 * quad + 1] * key.y +
-                       q_slice[r][4 * quad + 2] * key.z + q_slice[r][4 * quad + 3] * key.w;
-      }
-  }
+  };
 
-  // every lane of the warp takes part in the shuffles, rows past N included
+  float q_next[rows_per_thread][width];
+  load_step(0, q_next);
+  float dot[rows_per_thread][chunk_columns] = {};
+  for (int step = 0; step < my_tiles * steps_per_tile; ++step) {
+    float q_now[rows_per_thread][width];
 #pragma unroll
-  for (int r = 0; r < rows_per_thread; ++r) {
-    reduce_scatter_columns(dot[r], lane);
-    const std::int64_t n = first_row + r * row_groups;
-    float weighted = 0.0f;
-    if (n < image_tokens) {
-      const float row_lse = lse(b, h, image_begin + n);
+    for (int r = 0; r < rows_per_thread; ++r)
 #pragma unroll
-      for (int c = 0; c < columns_per_thread; ++c) {
-        const int j = lane * columns_per_thread + c;
-        if (j >= chunk.count) break;
-        const float p = __expf(scale * dot[r][c] - row_lse);
-        if (probabilities.data) probabilities(b, h, n, chunk.first + j) = p;
-        weighted += chunk.weight[j] * p;
-      }
+      for (int e = 0; e < width; ++e) q_now[r][e] = q_next[r][e];
+    if (step + 1 < my_tiles * steps_per_tile) load_step(step + 1, q_next);
+    const int slice = lane + step % steps_per_tile * threads_per_row;
+    if (slice < slices) {
+#pragma unroll
+      for (int quad = 0; quad < quads; ++quad)
+#pragma unroll
+        for (int j = 0; j < chunk_columns; ++j) {
+          const float4 key = keys[(j * quads + quad) * slices + slice];
+#pragma unroll
+          for (int r = 0; r < rows_per_thread; ++r)
+            dot[r][j] += q_now[r][4 * quad] * key.x + q_now[r][4 * quad + 1] * key.y +
+                         q_now[r][4 * quad + 2] * key.z + q_now[r][4 * quad + 3] * key.w;
+        }
     }
+    if ((step + 1) % steps_per_tile == 0) {
+      finish_tile<T>(dot, first_row_of(step), lane, b, h, lse, chunk, image_begin, image_tokens,
+                     scale, first_chunk, partial, probabilities);
 #pragma unroll
-    for (int offset = threads_per_row / 2; offset > 0; offset /= 2)
-      weighted += __shfl_xor_sync(0xffffffffu, weighted, offset);
-    if (n < image_tokens && lane == 0) {
-      float& slot = partial[(static_cast<std::int64_t>(h) * gridDim.y + b) * image_tokens + n];
-      slot = first_chunk ? weighted : slot + weighted;
+      for (int r = 0; r < rows_per_thread; ++r)
+#pragma unroll
+        for (int j = 0; j < chunk_columns; ++j) dot[r][j] = 0.0f;
     }
   }
 }
@@ -217,8 +264,8 @@ cudaError_t accumulate_relevance(const readout_inputs<T>& in, const token_layout
   const auto kernel = rows_load_as_vectors(in.q) ? selected_columns_kernel<T, true>
                                                  : selected_columns_kernel<T, false>;
   float* partial = static_cast<float*>(workspace);
-  const dim3 grid(blocks_for(image_tokens, rows_per_block), static_cast<unsigned>(batch),
-                  static_cast<unsigned>(heads));
+  const dim3 grid(blocks_for(blocks_for(image_tokens, rows_per_tile), tiles_per_block),
+                  static_cast<unsigned>(batch), static_cast<unsigned>(heads));
   const std::size_t shared = chunk_columns * ((head_dim + width - 1) / width * width) * sizeof(float);
   for (std::int64_t first = 0; first < columns; first += chunk_columns) {
     column_chunk chunk;
