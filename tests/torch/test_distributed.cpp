@@ -112,6 +112,13 @@ std::string env_or_empty(const char* name) {
   return value ? value : "";
 }
 
+// LibTorch 2.4+ defaults its TCPStore to the libuv backend, which builds without libuv (Debian's)
+// reject; the classic backend exists in every version.
+template <typename StoreOptions>
+void use_classic_store_backend(StoreOptions& options) {
+  if constexpr (requires { options.useLibUV; }) options.useLibUV = false;
+}
+
 /// A Gloo group over loopback; rank 0 hosts the TCPStore the ranks rendezvous at.
 c10::intrusive_ptr<c10d::ProcessGroupGloo> make_gloo_group(std::uint16_t port, int rank,
                                                            int world,
@@ -121,6 +128,7 @@ c10::intrusive_ptr<c10d::ProcessGroupGloo> make_gloo_group(std::uint16_t port, i
   store_options.isServer = rank == 0;
   store_options.waitWorkers = false;
   store_options.timeout = timeout;
+  use_classic_store_backend(store_options);
   auto store = c10::make_intrusive<c10d::TCPStore>(loopback, store_options);
   auto options = c10d::ProcessGroupGloo::Options::create(timeout);
   options->devices.push_back(c10d::ProcessGroupGloo::createDeviceForHostname(loopback));
