@@ -1,6 +1,8 @@
 #pragma once
-// The one timing loop of star-torch-bench: the median wall time of repeated calls after a
-// warm-up, the device synchronised after each call so that queued CUDA work is counted.
+// The one timing loop of star-torch-bench: the median wall time per call of repeated samples
+// after a warm-up. A sample makes `calls_per_sample` calls back to back and then synchronises
+// the device, so queued CUDA work is counted; with several calls per sample, a CUDA call costs
+// what it adds to a busy stream (as inside a forward pass), without one sync's latency each.
 
 #include <ATen/ATen.h>
 #include <torch/cuda.h>
@@ -19,6 +21,7 @@ struct timing_plan {
   std::size_t min_repeats = 5;   ///< timed calls at least
   std::size_t max_repeats = 15;  ///< timed calls at most
   double budget_seconds = 2.0;   ///< no timed call past min_repeats once this much is spent
+  int calls_per_sample = 1;      ///< calls between two synchronisations, timed together
 };
 
 /// Times calls on one device with one plan.
@@ -28,7 +31,7 @@ class timer {
 
   const timing_plan& plan() const { return plan_; }
 
-  /// Median seconds of one call of `f`.
+  /// Median seconds per call of `f`.
   double median_seconds(const std::function<void()>& f) const {
     for (int i = 0; i < plan_.warmup; ++i) f();
     synchronize();
@@ -37,11 +40,12 @@ class timer {
     while (times.size() < plan_.max_repeats &&
            (times.size() < plan_.min_repeats || spent < plan_.budget_seconds)) {
       const auto start = std::chrono::steady_clock::now();
-      f();
+      for (int call = 0; call < plan_.calls_per_sample; ++call) f();
       synchronize();
-      times.push_back(
-          std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
-      spent += times.back();
+      const double sample =
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+      times.push_back(sample / plan_.calls_per_sample);
+      spent += sample;
     }
     std::sort(times.begin(), times.end());
     return times[times.size() / 2];
