@@ -47,7 +47,7 @@ foreach(component IN LISTS STAR_COMPONENTS)
     install(DIRECTORY "${PROJECT_SOURCE_DIR}/include/star/${component}"
             DESTINATION "${CMAKE_INSTALL_INCLUDEDIR}/star"
             COMPONENT ${component}
-            FILES_MATCHING PATTERN "*.hpp")
+            FILES_MATCHING PATTERN "*.hpp" PATTERN "*.cuh")
   endif()
   install(TARGETS star_${component} EXPORT star-${component}-targets COMPONENT ${component})
   install(EXPORT star-${component}-targets

@@ -330,4 +330,11 @@ TEST_CASE("cuda op checks: token_objective_cuda rejects options outside their ra
   }
 }
 
+TEST_CASE("cuda op checks: a rejected value is printed in full precision", "[torch][cuda_checks]") {
+  // 1 - 1e-10 rounds to 1 in float32; rounded to 6 digits, the message would read "got 1"
+  require_rejects<star::option_error>(
+      objective_case{}, [](auto& c) { c.options.token_clip_range = 1.0 - 1e-10; },
+      "token_clip_range: expected a value in (0, 1) (in float32 too), got 0.9999999999");
+}
+
 }  // namespace

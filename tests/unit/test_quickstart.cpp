@@ -91,15 +91,16 @@ TEST_CASE("quickstart: core tokens, attention maps, allocation, advantages, obje
     return star::test::normal(static_cast<std::size_t>(star::numel(qk_shape)), 200 + block);
   };
   //! [maps]
-  star::relevance_accumulator<backend> accumulator(be);  // optional: a set of blocks `Λ`
+  // the selected columns' weights go to the device once; optional: options, blocks `Λ`
+  star::lse_relevance_accumulator<backend> accumulator(be, columns);
   for (std::int64_t block = 0; block < blocks; ++block) {
     // In the transformer's forward pass, per joint-attention block (conditional branch):
     const auto q = be.from_host(block_q(block), qk_shape);    // [G, H, T, D] post-QK-norm
     const auto k = be.from_host(block_k(block), qk_shape);    // [G, H, T, D] post-QK-norm
     const auto lse = star::image_row_lse(be, q, k, layout);   // [G, H, N]; a fused kernel returns it
-    accumulator.add(block, star::block_relevance(be, q, k, layout, columns, lse));  // [G, N]
+    accumulator.add(block, q, k, layout, lse);  // no read-back to the host per block
   }
-  const auto relevance = accumulator.result();  // [G, N] mean over the blocks
+  const auto relevance = accumulator.result();  // [G, N] mean over the blocks; checks finiteness
   //! [maps]
   auto expected_relevance = be.full({G, layout.image_tokens()}, 0.0);  // [G, N]
   for (std::int64_t block = 0; block < blocks; ++block) {

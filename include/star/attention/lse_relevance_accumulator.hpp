@@ -10,7 +10,6 @@
 #include <string>
 #include <utility>
 
-#include "star/attention/joint_qk.hpp"
 #include "star/attention/options.hpp"
 #include "star/attention/probabilities.hpp"
 #include "star/attention/relevance.hpp"
@@ -32,7 +31,9 @@ namespace star {
 /// LSE is not checked for finiteness per block (that check is a device-to-host copy): a NaN or
 /// an Inf in some block's `lse` turns its map into NaN, which reaches the mean, and `result()`
 /// throws `value_error` for it, once per forward. The backend object must outlive the
-/// accumulator.
+/// accumulator. `add` takes the image rows' LSE [B, H, N]; with the LSE of every row
+/// [B, H, T] (e.g. `libtorch::attention_with_lse`) on LibTorch, use
+/// `libtorch::add_selected_block`.
 template <complete_backend B>
 class lse_relevance_accumulator {
  public:
@@ -64,12 +65,9 @@ class lse_relevance_accumulator {
   bool add(std::int64_t block, const tensor& q, const tensor& k, const token_layout& layout,
            const tensor& lse) {
     if (!maps_.admits(block)) return false;
-    check_joint_qk(*be_, q, k, layout);
-    require_text_columns("selection.indices", selection_.indices, layout);
-    return add_selected_rows(
-        block, attention_detail::image_rows(*be_, q, layout),                       // [B, H, N, D]
-        attention_detail::selected_text_rows(*be_, k, layout, selection_.indices),  // [B, H, S, D]
-        lse);
+    const auto rows = attention_detail::gather_image_text_rows(
+        *be_, q, k, layout, selection_.indices, "selection.indices");
+    return add_selected_rows(block, rows.q_image, rows.k_selected, lse);
   }
 
   /// @brief Adds the map of block `block` from the image queries and the keys of the selected

@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <span>
+#include <string_view>
 
 #include "star/core/value_checks.hpp"
 #include "star/attention/joint_qk.hpp"
@@ -57,6 +58,27 @@ std::int64_t check_image_to_text_rows(const B& be, const typename B::tensor& q_i
                       to_string(q_shape) + ", got " + to_string(k_shape));
   require_shape("lse", be.shape_of(lse), {q_shape[0], q_shape[1], q_shape[2]}, "[B, H, N]");
   return q_shape[3];
+}
+
+/// @brief The rows of joint `q`, `k` that the image-to-text read-out uses.
+template <class Tensor>
+struct image_text_rows {
+  Tensor q_image;     ///< [B, H, N, D] the image queries
+  Tensor k_selected;  ///< [B, H, S, D] the keys of the selected text columns, in their order
+};
+
+/// @brief Checks `q`, `k` [B, H, T, D] against `layout` (`check_joint_qk`) and `columns`
+/// (`require_text_columns`, naming `columns_arg`), then gathers the image rows of `q` and the
+/// rows of `k` at the text-block indices `columns`.
+template <complete_backend B>
+image_text_rows<typename B::tensor> gather_image_text_rows(
+    const B& be, const typename B::tensor& q, const typename B::tensor& k,
+    const token_layout& layout, std::span<const std::int64_t> columns,
+    std::string_view columns_arg = "columns") {
+  check_joint_qk(be, q, k, layout);
+  require_text_columns(columns_arg, columns, layout);
+  return {image_rows(be, q, layout),                    // [B, H, N, D]
+          selected_text_rows(be, k, layout, columns)};  // [B, H, S, D]
 }
 
 /// @brief For text queries `j in columns`, the softmax over the IMAGE keys of
@@ -144,12 +166,9 @@ typename B::tensor attention_probabilities(const B& be, const typename B::tensor
                                            std::span<const std::int64_t> columns,
                                            const typename B::tensor& lse,
                                            const attention_options& options = {}) {
-  check_joint_qk(be, q, k, layout);
-  require_text_columns("columns", columns, layout);
-  return image_to_text_probabilities(
-      be, attention_detail::image_rows(be, q, layout),
-      attention_detail::selected_text_rows(be, k, layout, columns), lse,
-      options);  // [B, H, N, S]
+  const auto rows = attention_detail::gather_image_text_rows(be, q, k, layout, columns);
+  return image_to_text_probabilities(be, rows.q_image, rows.k_selected, lse,
+                                     options);  // [B, H, N, S]
 }
 
 }  // namespace star

@@ -11,6 +11,7 @@
 #include "star/core/strided_view.hpp"
 #include "star/cuda/api.cuh"
 #include "star/cuda/common.cuh"
+#include "star/core/kernel_limits.hpp"
 
 namespace star::cuda {
 
@@ -109,7 +110,7 @@ template <class T>
 cudaError_t allocate_rows(strided_view<const T, 2> relevance, const allocation_params& params,
                           const allocation_outputs& out, cudaStream_t stream) {
   const auto [rows, image_tokens] = relevance.extents;
-  if (rows < 1 || rows > 2147483647 || image_tokens < 1 || image_tokens > max_allocation_tokens ||
+  if (rows < 1 || rows > max_grid_x || image_tokens < 1 || image_tokens > max_allocation_tokens ||
       out.weights.extents != relevance.extents || !out.lambda || !out.entropy || !out.capped ||
       !(params.tau > 0.0f && params.tau <= FLT_MAX) ||
       !(params.w_max == 0.0f || (params.w_max >= 1.0f && params.w_max <= FLT_MAX)))

@@ -17,6 +17,7 @@
 
 #include "star/core/strided_view.hpp"
 #include "star/core/token_layout.hpp"
+#include "star/core/kernel_limits.hpp"
 
 namespace star::cuda {
 /// @brief The element types the kernels read: float, `__half`, `__nv_bfloat16`.
@@ -39,10 +40,6 @@ struct readout_inputs {
   float block_weight = 1.0f;           ///< factor of this block's map in the sum over blocks
 };
 
-/// @brief The largest head dimension `D` the read-out takes (16 keys of `D` floats fill
-/// 48 KiB of shared memory, the most a launch gets without opting in).
-inline constexpr std::int64_t max_readout_head_dim = 768;
-
 /// @brief Workspace bytes of `accumulate_relevance`: one float per (head, batch, image row).
 /// @param batch `B`  @param heads `H`  @param image_tokens `N`
 constexpr std::size_t relevance_workspace_bytes(std::int64_t batch, std::int64_t heads,
@@ -61,17 +58,14 @@ constexpr std::size_t relevance_workspace_bytes(std::int64_t batch, std::int64_t
 /// @param probabilities [B, H, N, S] device, written when `data` is non-null
 /// @param workspace     device, at least `relevance_workspace_bytes(B, H, N)` bytes
 /// @return `cudaErrorInvalidValue` on inconsistent shapes, an empty or out-of-range column
-///         list, `D > max_readout_head_dim`, `B` or `H` above 65535, `scale <= 0` or too small
-///         a workspace; otherwise the launch status
+///         list, `D > max_readout_head_dim`, `B` or `H` above `max_grid_yz`, `scale <= 0`
+///         or too small a workspace; otherwise the launch status
 template <class T>
   requires is_kernel_element<T>
 cudaError_t accumulate_relevance(const readout_inputs<T>& in, const token_layout& layout,
                                  strided_view<float, 2> relevance,
                                  strided_view<float, 4> probabilities, void* workspace,
                                  std::size_t workspace_bytes, cudaStream_t stream);
-
-/// @brief The largest row length `N` the allocation kernel takes (the row lives in shared memory).
-inline constexpr std::int64_t max_allocation_tokens = 4096;
 
 /// @brief The knobs of one allocation launch.
 struct allocation_params {

@@ -256,8 +256,9 @@ cudaError_t accumulate_relevance(const readout_inputs<T>& in, const token_layout
       std::all_of(in.columns.begin(), in.columns.end(),
                   [&](std::int64_t j) { return j >= 0 && j < layout.text_tokens(); });
   if (!shapes_agree || !columns_valid || batch < 1 || heads < 1 || image_tokens < 1 ||
-      head_dim < 1 || head_dim > max_readout_head_dim || batch > 65535 || heads > 65535 ||
-      !(in.scale > 0.0f) || workspace_bytes < relevance_workspace_bytes(batch, heads, image_tokens))
+      head_dim < 1 || head_dim > max_readout_head_dim || batch > max_grid_yz ||
+      heads > max_grid_yz || !(in.scale > 0.0f) ||
+      workspace_bytes < relevance_workspace_bytes(batch, heads, image_tokens))
     return cudaErrorInvalidValue;
 
   constexpr std::int64_t width = vector_width<T>;

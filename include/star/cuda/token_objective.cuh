@@ -12,6 +12,7 @@
 #include "star/core/strided_view.hpp"
 #include "star/cuda/api.cuh"
 #include "star/cuda/common.cuh"
+#include "star/core/kernel_limits.hpp"
 
 namespace star::cuda {
 
@@ -106,7 +107,7 @@ __global__ void gradient_kernel(token_objective_inputs<T> in, token_objective_pa
 template <class T>
 bool valid(const token_objective_inputs<T>& in, const token_objective_params& params) {
   const auto dims = in.log_prob.extents;
-  return dims[0] >= 1 && dims[0] <= 2147483647 && dims[1] >= 1 &&
+  return dims[0] >= 1 && dims[0] <= max_grid_x && dims[1] >= 1 &&
          in.old_log_prob.extents == dims && in.allocation.extents == dims && in.advantages &&
          (!in.kl.data || in.kl.extents == dims) && params.clip_range > 0.0f &&
          params.clip_range < 1.0f && params.beta >= 0.0f && params.beta <= FLT_MAX &&

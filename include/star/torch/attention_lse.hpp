@@ -34,7 +34,6 @@
 #include <string>
 #include <tuple>
 
-#include "star/attention/joint_qk.hpp"
 #include "star/attention/lse_relevance_accumulator.hpp"
 #include "star/attention/probabilities.hpp"
 #include "star/attention/relevance.hpp"
@@ -212,16 +211,18 @@ inline selected_rows gather_selected_rows(const backend& be, const at::Tensor& q
                                           const at::Tensor& lse) {
   for (const auto& [arg, t] : {std::pair{"q", &q}, std::pair{"k", &k}, std::pair{"lse", &lse}})
     be.require_input(*t, arg);
-  const joint_qk_dims dims = check_joint_qk(be, q, k, layout);
-  require_shape("lse", shape_of(lse), {dims.batch, dims.heads, dims.tokens},
+  const auto rows = attention_detail::gather_image_text_rows(be, q, k, layout, columns);
+  const shape q_shape = shape_of(q);
+  require_shape("lse", shape_of(lse), {q_shape[0], q_shape[1], q_shape[2]},
                 "[B, H, T] (B, H, T of q)");
-  require_text_columns("columns", columns, layout);
   const std::int64_t image_begin = layout.image_begin();
-  return {be.to_compute_dtype(attention_detail::image_rows(be, q, layout), "q"),  // [B, H, N, D]
-          be.to_compute_dtype(attention_detail::selected_text_rows(be, k, layout, columns),
-                              "k"),  // [B, H, S, D]
-          be.to_compute_dtype(lse.slice(2, image_begin, image_begin + layout.image_tokens()),
-                              "lse")};  // [B, H, N]
+  // q, k and lse passed require_input above: convert without checking them again
+  return guarded("gather_selected_rows", [&]() -> selected_rows {
+    return {rows.q_image.to(be.dtype()),     // [B, H, N, D]
+            rows.k_selected.to(be.dtype()),  // [B, H, S, D]
+            lse.slice(2, image_begin, image_begin + layout.image_tokens())
+                .to(be.dtype())};  // [B, H, N]
+  });
 }
 
 }  // namespace attention_lse_detail

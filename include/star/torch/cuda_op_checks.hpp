@@ -3,7 +3,7 @@
 /// @brief The host-side checks of the LibTorch CUDA wrappers (star/torch/cuda_ops.hpp), one
 /// per wrapper, taking its arguments: shapes (against each other and the token layout),
 /// dtypes, one device for every tensor, column indices, weights, scalars and options, and the
-/// limits of the launchers (include/star/cuda/), so that input the checks accept is never
+/// limits of the launchers (star/core/kernel_limits.hpp), so that input the checks accept is never
 /// rejected by a launcher (`cudaErrorInvalidValue`). The wrappers call them first, before
 /// anything is allocated or launched. Errors name the argument and print the shapes. The
 /// checks need no CUDA (they accept tensors on any one device) and read no tensor values (no
@@ -12,12 +12,13 @@
 #include <ATen/ATen.h>
 #include <ATen/MemoryOverlap.h>
 
+#include <array>
+#include <charconv>
 #include <cmath>
 #include <cstdint>
 #include <limits>
 #include <optional>
 #include <span>
-#include <sstream>
 #include <string>
 #include <string_view>
 
@@ -28,6 +29,7 @@
 #include "star/core/shape.hpp"
 #include "star/core/token_layout.hpp"
 #include "star/core/value_checks.hpp"
+#include "star/core/kernel_limits.hpp"
 #include "star/torch/backend.hpp"
 #include "star/torch/tensor_views.hpp"
 
@@ -35,26 +37,16 @@ namespace star::libtorch {
 
 namespace cuda_check_detail {
 
-// The launchers' limits, mirrored so that these checks need no CUDA headers; cuda_ops.hpp
-// asserts that the two api.cuh declares agree.
-
-/// @brief The largest head dimension `D` of the read-out (api.cuh `max_readout_head_dim`).
-inline constexpr std::int64_t max_head_dim = 768;
-/// @brief The largest `B` and `H` of the read-out: the y and z extents of its CUDA grid.
-inline constexpr std::int64_t max_grid_yz = 65535;
-/// @brief The most rows of the allocation and the objective: one CUDA block each (grid x).
-inline constexpr std::int64_t max_rows = 2147483647;
-/// @brief The longest allocation row `N` (api.cuh `max_allocation_tokens`).
-inline constexpr std::int64_t max_allocation_tokens = 4096;
-
 /// @brief The largest finite float32, the type in which the kernels read every scalar.
 inline constexpr double max_float32 = std::numeric_limits<float>::max();
 
-/// @brief `value` in full precision (`std::to_string` prints 1e-50 as 0.000000).
+/// @brief `value` in full precision: the shortest text that reads back as the same double,
+/// e.g. `0.04`, `0.9999999999`, `1e-50` (`std::to_string` prints 1e-50 as 0.000000, a stream
+/// rounds to 6 digits).
 inline std::string printed(double value) {
-  std::ostringstream out;
-  out << value;
-  return out.str();
+  std::array<char, 32> text{};  // the longest double, -2.2250738585072014e-308, has 24
+  const auto end = std::to_chars(text.data(), text.data() + text.size(), value).ptr;
+  return std::string(text.data(), end);
 }
 
 /// @brief Throws `value_error` naming `arg` unless `t` is defined.
@@ -142,10 +134,11 @@ struct cuda_token_objective_options {
 };
 
 /// @brief The checks of `accumulate_relevance_cuda`: `layout` valid; q, k [B, H, T, D] of
-/// one dtype (float32, float16, bfloat16) with `T = layout.total_tokens()`, `B, H <= 65535`
-/// and `D <= 768`; lse [B, H, T] floating point; relevance [B, N] float32 without overlapping
-/// elements when defined; all on the device of q; columns non-empty in `[0, L)`; one weight
-/// per column, finite, >= 0 and within float32; scale > 0 and block_weight finite, in float32 too. Throws
+/// one dtype (float32, float16, bfloat16) with `T = layout.total_tokens()`,
+/// `B, H <= star::cuda::max_grid_yz` and `D <= star::cuda::max_readout_head_dim`; lse
+/// [B, H, T] floating point; relevance [B, N] float32 without overlapping elements when
+/// defined; all on the device of q; columns non-empty in `[0, L)`; one weight per column,
+/// finite, >= 0 and within float32; scale > 0 and block_weight finite, in float32 too. Throws
 /// `shape_error`, `value_error` or `option_error` naming the argument.
 /// @return the extents of q
 inline joint_qk_dims check_accumulate_relevance_cuda(
@@ -157,9 +150,9 @@ inline joint_qk_dims check_accumulate_relevance_cuda(
   require_defined(k, "k");
   const joint_qk_dims dims = check_joint_qk(backend(), q, k, layout);
   const shape q_shape = shape_of(q);
-  require_extent("q", q_shape, 0, "B", max_grid_yz, "[B, H, T, D]");
-  require_extent("q", q_shape, 1, "H", max_grid_yz, "[B, H, T, D]");
-  require_extent("q", q_shape, 3, "D", max_head_dim, "[B, H, T, D]");
+  require_extent("q", q_shape, 0, "B", star::cuda::max_grid_yz, "[B, H, T, D]");
+  require_extent("q", q_shape, 1, "H", star::cuda::max_grid_yz, "[B, H, T, D]");
+  require_extent("q", q_shape, 3, "D", star::cuda::max_readout_head_dim, "[B, H, T, D]");
   require_kernel_dtype(q, "q");
   if (k.scalar_type() != q.scalar_type())
     throw value_error(std::string("k: expected the dtype of q (") + c10::toString(q.scalar_type()) +
@@ -192,9 +185,10 @@ inline joint_qk_dims check_accumulate_relevance_cuda(
 }
 
 /// @brief The checks of `allocate_cuda`: relevance [B, N] float32, float16 or bfloat16 with
-/// `1 <= N <= 4096`; tau finite and > 0, in float32 too; lambda [B] floating point on the
-/// device of relevance when given; w_max finite, >= 1 and within float32 when given. Throws
-/// `shape_error`, `value_error` or `option_error` naming the argument.
+/// `1 <= N <= star::cuda::max_allocation_tokens`; tau finite and > 0, in float32 too; lambda
+/// [B] floating point on the device of relevance when given; w_max finite, >= 1 and within
+/// float32 when given. Throws `shape_error`, `value_error` or `option_error` naming the
+/// argument.
 inline void check_allocate_cuda(const at::Tensor& relevance, double tau,
                                 const std::optional<at::Tensor>& lambda,
                                 std::optional<double> w_max) {
@@ -202,8 +196,8 @@ inline void check_allocate_cuda(const at::Tensor& relevance, double tau,
   require_defined(relevance, "relevance");
   const shape dims = shape_of(relevance);
   require_rank("relevance", dims, 2, "[B, N]");
-  require_extent("relevance", dims, 0, "B", max_rows, "[B, N]");
-  require_extent("relevance", dims, 1, "N", max_allocation_tokens, "[B, N]");
+  require_extent("relevance", dims, 0, "B", star::cuda::max_grid_x, "[B, N]");
+  require_extent("relevance", dims, 1, "N", star::cuda::max_allocation_tokens, "[B, N]");
   require_kernel_dtype(relevance, "relevance");
   require_positive_float32(tau, "tau");
   if (lambda) require_companion(*lambda, "lambda", {dims[0]}, "[B]", relevance, "relevance");
@@ -227,7 +221,7 @@ inline void check_token_objective_cuda(const at::Tensor& log_prob, const at::Ten
   require_defined(log_prob, "log_prob");
   const shape dims = shape_of(log_prob);
   require_rank("log_prob", dims, 2, "[R, N]");
-  require_extent("log_prob", dims, 0, "R", max_rows, "[R, N]");
+  require_extent("log_prob", dims, 0, "R", star::cuda::max_grid_x, "[R, N]");
   if (dims[1] < 1)
     throw shape_error("log_prob: expected at least one token, got shape [R, N] = " +
                       to_string(dims));

@@ -30,10 +30,6 @@
 
 namespace star::libtorch {
 
-static_assert(cuda_check_detail::max_head_dim == star::cuda::max_readout_head_dim &&
-                  cuda_check_detail::max_allocation_tokens == star::cuda::max_allocation_tokens,
-              "the checks mirror the launchers' limits");
-
 namespace cuda_detail {
 
 /// @brief Throws `star::error` naming `what` unless `status` is `cudaSuccess`.
