@@ -109,11 +109,10 @@ cli_options parse(int argc, char** argv) {
   return cli;
 }
 
-/// One word of one prompt: the text columns it weights and its accumulated map.
+/// One word of one prompt: the text columns it weights.
 struct word_map {
   std::string word;
   star::text_selection selection;
-  at::Tensor sum;  // [N] float32, summed over blocks and steps
 };
 
 /// The words to map in `prompt`: `words` when given, else its content words; each mapped to
@@ -136,63 +135,73 @@ std::vector<word_map> select_words(const std::string& prompt,
                 << "\"; no map\n";
       continue;
     }
-    maps.push_back({word, star::select_text_columns(picked.weights, layout), {}});
+    maps.push_back({word, star::select_text_columns(picked.weights, layout)});
   }
   return maps;
 }
 
-/// Sums each word's relevance map (star::relevance_map) over every block and step of the
+/// Sums each word's relevance map (star::relevance_map: the head mean of the attention
+/// probabilities, weighted over the word's columns) over every block and step of the
 /// conditional batch. Each block is read out once: the probabilities of every column that any
 /// word of any prompt selects, for the whole batch
-/// (star::libtorch::selected_attention_probabilities), then split per prompt and word.
+/// (star::libtorch::selected_attention_probabilities), then one batched product with the word
+/// weights, uploaded once.
 class word_map_observer final : public attention_observer {
  public:
-  word_map_observer(std::vector<std::vector<word_map>>& maps, at::Device device)
-      : maps_(maps), backend_(device, at::kFloat) {
+  /// @param maps    per prompt, its words
+  /// @param device  where the blocks' q and k live
+  word_map_observer(const std::vector<std::vector<word_map>>& maps, at::Device device)
+      : backend_(device, at::kFloat) {
     std::set<std::int64_t> all;
-    for (const auto& prompt_maps : maps_)
+    std::size_t most_words = 0;
+    for (const auto& prompt_maps : maps) {
+      most_words = std::max(most_words, prompt_maps.size());
       for (const auto& map : prompt_maps)
         all.insert(map.selection.indices.begin(), map.selection.indices.end());
-    columns_.assign(all.begin(), all.end());
-    for (const auto& prompt_maps : maps_) {
-      auto& prompt_positions = positions_.emplace_back();
-      for (const auto& map : prompt_maps)
-        prompt_positions.push_back(positions_in_columns(map.selection.indices, device));  // [S_w]
     }
+    columns_.assign(all.begin(), all.end());
+    // Word m of prompt b: its weights at its columns' positions in columns_, zeros elsewhere.
+    auto weights = at::zeros({static_cast<std::int64_t>(maps.size()),
+                              static_cast<std::int64_t>(columns_.size()),
+                              static_cast<std::int64_t>(most_words)},
+                             at::kDouble);  // [B, S, W]
+    auto entries = weights.accessor<double, 3>();
+    for (std::size_t b = 0; b < maps.size(); ++b)
+      for (std::size_t m = 0; m < maps[b].size(); ++m) {
+        const auto& selection = maps[b][m].selection;
+        for (std::size_t j = 0; j < selection.indices.size(); ++j)
+          entries[static_cast<std::int64_t>(b)][position_in_columns(selection.indices[j])]
+                 [static_cast<std::int64_t>(m)] += selection.weights[j];
+      }
+    weights_ = weights.to(device, at::kFloat);  // [B, S, W]
   }
 
   void on_joint_attention(int /*block*/, const at::Tensor& q, const at::Tensor& k,
                           const at::Tensor& lse, const star::token_layout& layout) override {
     if (columns_.empty()) return;
     const auto probabilities = star::libtorch::selected_attention_probabilities(
-        backend_, q, k, layout, columns_, lse);  // [B, H, N, S]
-    for (std::size_t b = 0; b < maps_.size(); ++b) {
-      const auto row = probabilities.narrow(0, static_cast<std::int64_t>(b), 1);  // [1, H, N, S]
-      for (std::size_t m = 0; m < maps_[b].size(); ++m) {
-        auto& map = maps_[b][m];
-        const auto word = row.index_select(3, positions_[b][m]);  // [1, H, N, S_w]
-        const auto relevance =
-            star::relevance_map(backend_, word, map.selection.weights)[0];  // [N]
-        map.sum = map.sum.defined() ? map.sum + relevance : relevance;      // [N]
-      }
-    }
+        backend_, q, k, layout, columns_, lse);                         // [B, H, N, S]
+    const auto maps = at::matmul(probabilities.mean(1), weights_);      // [B, N, W]
+    sums_ = sums_.defined() ? sums_ + maps : maps;                      // [B, N, W]
+  }
+
+  /// Word `m` of prompt `b` summed over every block and step: [N] float32; undefined when no
+  /// block was observed.
+  at::Tensor map(std::size_t b, std::size_t m) const {
+    if (!sums_.defined()) return {};
+    return sums_[static_cast<std::int64_t>(b)].select(1, static_cast<std::int64_t>(m));  // [N]
   }
 
  private:
-  /// Where each of `indices` (a word's columns) sits in `columns_`: [S_w] int64 on `device`.
-  at::Tensor positions_in_columns(const std::vector<std::int64_t>& indices,
-                                  at::Device device) const {
-    std::vector<std::int64_t> positions;
-    for (const auto column : indices)
-      positions.push_back(std::lower_bound(columns_.begin(), columns_.end(), column) -
-                          columns_.begin());
-    return at::tensor(positions, at::kLong).to(device);  // [S_w]
+  /// Where `column` (a selected one) sits in `columns_`.
+  std::int64_t position_in_columns(std::int64_t column) const {
+    return std::lower_bound(columns_.begin(), columns_.end(), column) - columns_.begin();
   }
 
-  std::vector<std::vector<word_map>>& maps_;
   star::libtorch::backend backend_;
-  std::vector<std::int64_t> columns_;               // [S] every selected column, ascending
-  std::vector<std::vector<at::Tensor>> positions_;  // per prompt and word: [S_w] into columns_
+  std::vector<std::int64_t> columns_;  // [S] every selected column, ascending
+  at::Tensor weights_;                 // [B, S, W] float32, each word's weights in its column
+  at::Tensor sums_;                    // [B, N, W] the maps summed so far
 };
 
 /// Writes `image` [3, H, W] in [0, 1] as an RGB PNG, atomically (`<path>.partial`, renamed).
@@ -271,11 +280,13 @@ int run(const cli_options& cli) {
     const auto stem = "image_" + std::to_string(b);
     write_png(cli.out / (stem + ".png"), image);
     std::cout << (cli.out / (stem + ".png")).string() << '\n';
-    for (const auto& map : maps[b]) {
-      if (!map.sum.defined()) continue;
-      const auto path = cli.out / (stem + "_" + file_safe(map.word) + ".png");
-      write_png(path, overlay(image, map.sum, grid, grid));
-      std::cout << path.string() << "  (attention of '" << map.word << "')\n";
+    for (std::size_t m = 0; m < maps[b].size(); ++m) {
+      const auto sum = observer.map(b, m);  // [N]
+      if (!sum.defined()) continue;
+      const auto& word = maps[b][m].word;
+      const auto path = cli.out / (stem + "_" + file_safe(word) + ".png");
+      write_png(path, overlay(image, sum, grid, grid));
+      std::cout << path.string() << "  (attention of '" << word << "')\n";
     }
   }
   return 0;

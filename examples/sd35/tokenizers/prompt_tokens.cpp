@@ -25,6 +25,16 @@ void require_t5_length(std::int64_t t5_length) {
                        std::to_string(t5_length));
 }
 
+// Runs `load`, naming the sub-folder it reads (e.g. "tokenizer_2 (CLIP-G)") in a value_error.
+template <class Load>
+auto loading(const char* sub_folder, Load&& load) {
+  try {
+    return load();
+  } catch (const value_error& e) {
+    throw value_error(std::string("sd3_tokenizers: ") + sub_folder + ": " + e.what());
+  }
+}
+
 }  // namespace
 
 sd3_tokenizers sd3_tokenizers::from_model_folder(const std::filesystem::path& model_folder,
@@ -32,12 +42,20 @@ sd3_tokenizers sd3_tokenizers::from_model_folder(const std::filesystem::path& mo
   require_t5_length(t5_length);
   const auto folder_l = model_folder / "tokenizer";
   const auto folder_g = model_folder / "tokenizer_2";
-  auto clip_l = clip_bpe_tokenizer::from_folder(folder_l, clip_tokenizer_options::clip_l());
+  auto clip_l = loading("tokenizer (CLIP-L)", [&] {
+    return clip_bpe_tokenizer::from_folder(folder_l, clip_tokenizer_options::clip_l());
+  });
   auto clip_g = same_vocabulary_files(folder_l, folder_g)
                     ? clip_l.with_options(clip_tokenizer_options::clip_g())
-                    : clip_bpe_tokenizer::from_folder(folder_g, clip_tokenizer_options::clip_g());
+                    : loading("tokenizer_2 (CLIP-G)", [&] {
+                        return clip_bpe_tokenizer::from_folder(folder_g,
+                                                               clip_tokenizer_options::clip_g());
+                      });
   std::optional<t5_tokenizer> t5;
-  if (use_t5) t5 = t5_tokenizer::from_folder(model_folder / "tokenizer_3", {t5_length, "t5"});
+  if (use_t5)
+    t5 = loading("tokenizer_3 (T5)", [&] {
+      return t5_tokenizer::from_folder(model_folder / "tokenizer_3", {t5_length, "t5"});
+    });
   return {std::move(clip_l), std::move(clip_g), std::move(t5), t5_length};
 }
 

@@ -42,7 +42,8 @@ struct sd3_tokenizers {
   /// the release does) the vocabulary is read once and shared.
   /// @param t5_length  Lt: 256 (diffusers) or 128 (Flow-GRPO); >= 1
   /// @param use_t5     false: no T5 tokenizer (`tokenizer_3/` is not read)
-  /// @throws value_error naming a missing or malformed file; option_error naming `t5_length`
+  /// @throws value_error naming the sub-folder (e.g. "tokenizer_2 (CLIP-G)") and its missing or
+  ///         malformed file; option_error naming `t5_length`
   static sd3_tokenizers from_model_folder(const std::filesystem::path& model_folder,
                                           std::int64_t t5_length = 256, bool use_t5 = true);
 

@@ -1,8 +1,10 @@
-// The sd35 library's one attention (dot_product_attention) and RMS normalisation against plain
-// float64 loops: scale, causal, additive mask, both together, dtypes, and the rejected shapes.
+// The sd35 library's one attention (dot_product_attention, its explicit fallback, SDPA against
+// that fallback from LibTorch 2.1) and RMS normalisation against plain float64 loops: scale,
+// causal, additive mask, both together, fully blocked rows, dtypes, and the rejected arguments.
 #include <catch2/catch.hpp>
 
 #include <ATen/ATen.h>
+#include <torch/version.h>
 
 #include <algorithm>
 #include <cmath>
@@ -14,12 +16,14 @@
 #include "sd35/common/rms_norm.hpp"
 #include "sd35/sd35_fixtures.hpp"
 #include "star/core/error.hpp"
+#include "star/core/shape.hpp"
 #include "support/random.hpp"
 
 namespace {
 
 using star::sd35::dot_product_attention;
 using star::sd35::dot_product_options;
+using star::sd35::detail::explicit_attention;
 using star::test::max_abs_diff;
 
 /// Seeded N(0, 1) values as a float32 tensor of `sizes`.
@@ -63,35 +67,60 @@ at::Tensor reference_attention(const at::Tensor& q, const at::Tensor& k, const a
   return out;
 }
 
-}  // namespace
-
-TEST_CASE("dot_product_attention matches float64 loops: scale, causal, mask, both",
-          "[sd35][common][attention]") {
-  const std::uint64_t seed = 11;
-  INFO("seed " << seed);
-  const auto q = seeded({2, 3, 5, 4}, seed);      // [B, H, Tq, D]
-  const auto k = seeded({2, 3, 7, 4}, seed + 1);  // [B, H, Tk, D]
-  const auto v = seeded({2, 3, 7, 6}, seed + 2);  // [B, H, Tk, Dv]
-  const auto mask = seeded({1, 3, 5, 7}, seed + 3) +
-                    at::where(seeded({1, 3, 5, 7}, seed + 4).gt(1.0), -1e9, 0.0);  // [1, H, Tq, Tk]
+/// The inputs and option sets of the float64 comparison: q [2, 3, 5, 4], k [2, 3, 7, 4],
+/// v [2, 3, 7, 6], a [1, H, Tq, Tk] mask with some keys lowered by -1e9.
+struct option_sets {
   struct run {
     const char* name;
     dot_product_options options;
     double scale;
   };
-  for (const auto& [name, options, scale] :
-       {run{"default scale 1/2", {}, 0.5}, run{"scale 1", {.scale = 1.0}, 1.0},
-        run{"causal", {.causal = true}, 0.5}, run{"mask", {.additive_mask = mask}, 0.5},
-        run{"causal and mask", {.causal = true, .additive_mask = mask, .scale = 0.3}, 0.3}}) {
+  at::Tensor q = seeded({2, 3, 5, 4}, 11);  // [B, H, Tq, D]
+  at::Tensor k = seeded({2, 3, 7, 4}, 12);  // [B, H, Tk, D]
+  at::Tensor v = seeded({2, 3, 7, 6}, 13);  // [B, H, Tk, Dv]
+  at::Tensor mask = seeded({1, 3, 5, 7}, 14) +
+                    at::where(seeded({1, 3, 5, 7}, 15).gt(1.0), -1e9, 0.0);  // [1, H, Tq, Tk]
+  std::vector<run> runs{
+      {"default scale 1/2", {}, 0.5},
+      {"scale 1", {.scale = 1.0}, 1.0},
+      {"causal", {.causal = true}, 0.5},
+      {"mask", {.additive_mask = mask}, 0.5},
+      {"causal and mask", {.causal = true, .additive_mask = mask, .scale = 0.3}, 0.3}};
+};
+
+}  // namespace
+
+TEST_CASE("dot_product_attention and its fallback match float64 loops: scale, causal, mask, both",
+          "[sd35][common][attention]") {
+  INFO("seeds 11 to 15");
+  const option_sets sets;
+  for (const auto& [name, options, scale] : sets.runs) {
     INFO(name);
-    const auto got = dot_product_attention(q, k, v, options);  // [B, H, Tq, Dv]
+    const auto want =
+        reference_attention(sets.q, sets.k, sets.v, options.causal, options.additive_mask, scale);
+    const auto got = dot_product_attention(sets.q, sets.k, sets.v, options);  // [B, H, Tq, Dv]
     REQUIRE(got.scalar_type() == at::kFloat);
-    const auto want = reference_attention(q, k, v, options.causal, options.additive_mask, scale);
     REQUIRE(max_abs_diff(got, want) < 1e-5);
+    const auto fallback = explicit_attention(sets.q, sets.k, sets.v, options);  // [B, H, Tq, Dv]
+    REQUIRE(fallback.scalar_type() == at::kFloat);
+    REQUIRE(max_abs_diff(fallback, want) < 1e-5);
   }
 }
 
-TEST_CASE("dot_product_attention: a causal query ignores later keys; bfloat16 stays bfloat16",
+#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 1)
+TEST_CASE("dot_product_attention (SDPA) equals the explicit fallback for every option set",
+          "[sd35][common][attention]") {
+  const option_sets sets;
+  for (const auto& [name, options, scale] : sets.runs) {
+    INFO(name);
+    const auto sdpa = dot_product_attention(sets.q, sets.k, sets.v, options);  // [B, H, Tq, Dv]
+    const auto fallback = explicit_attention(sets.q, sets.k, sets.v, options);  // [B, H, Tq, Dv]
+    REQUIRE(max_abs_diff(sdpa, fallback) < 1e-6);
+  }
+}
+#endif
+
+TEST_CASE("dot_product_attention: a causal query ignores later keys, bfloat16 stays bfloat16",
           "[sd35][common][attention]") {
   const auto q = seeded({1, 2, 6, 8}, 3);  // [B, H, T, D]
   const auto k = seeded({1, 2, 6, 8}, 4);  // [B, H, T, D]
@@ -123,6 +152,76 @@ TEST_CASE("dot_product_attention rejects mismatched shapes and names them",
                     star::shape_error);
   REQUIRE_THROWS_WITH(dot_product_attention(q, q, q, {.additive_mask = at::zeros({4, 4})}),
                       Catch::Contains("additive_mask"));
+  // The mask's [B or 1, H or 1, Tq, Tk]: wrong Tk, Tq, B, H.
+  for (const std::vector<std::int64_t>& sizes :
+       {std::vector<std::int64_t>{1, 2, 4, 3}, {1, 1, 3, 4}, {2, 1, 4, 4}, {1, 3, 4, 4}}) {
+    const auto mask = at::zeros(sizes);  // sizes
+    INFO(mask.sizes());
+    REQUIRE_THROWS_AS(dot_product_attention(q, q, q, {.additive_mask = mask}), star::shape_error);
+    REQUIRE_THROWS_WITH(dot_product_attention(q, q, q, {.additive_mask = mask}),
+                        Catch::Contains("additive_mask") &&
+                            Catch::Contains(star::to_string(sizes)) &&
+                            Catch::Contains("[1, 2, 4, 8]"));
+  }
+}
+
+TEST_CASE("dot_product_attention rejects k, v, mask off q's device and k, v in another dtype",
+          "[sd35][common][attention][errors]") {
+  const auto q = seeded({1, 2, 4, 8}, 1);                            // [B, H, T, D]
+  const auto elsewhere = at::empty({1, 2, 4, 8}, at::device(at::kMeta));  // [B, H, T, D]
+  REQUIRE_THROWS_AS(dot_product_attention(q, elsewhere, q), star::value_error);
+  REQUIRE_THROWS_WITH(dot_product_attention(q, elsewhere, q),
+                      Catch::StartsWith("k:") && Catch::Contains("meta"));
+  REQUIRE_THROWS_WITH(dot_product_attention(q, q, elsewhere),
+                      Catch::StartsWith("v:") && Catch::Contains("meta"));
+  const auto mask = at::empty({1, 1, 4, 4}, at::device(at::kMeta));  // [1, 1, T, T]
+  REQUIRE_THROWS_AS(dot_product_attention(q, q, q, {.additive_mask = mask}), star::value_error);
+  REQUIRE_THROWS_WITH(dot_product_attention(q, q, q, {.additive_mask = mask}),
+                      Catch::StartsWith("additive_mask:") && Catch::Contains("meta"));
+  const auto wide = q.to(at::kDouble);  // [B, H, T, D]
+  REQUIRE_THROWS_AS(dot_product_attention(q, wide, q), star::value_error);
+  REQUIRE_THROWS_WITH(dot_product_attention(q, wide, q),
+                      Catch::StartsWith("k:") && Catch::Contains("Double") &&
+                          Catch::Contains("[1, 2, 4, 8]"));
+  REQUIRE_THROWS_WITH(explicit_attention(q, q, wide),
+                      Catch::StartsWith("v:") && Catch::Contains("Double"));
+}
+
+TEST_CASE("the fallback rounds the mask to q's dtype, as SDPA sees it",
+          "[sd35][common][attention]") {
+  const auto q = seeded({1, 2, 4, 8}, 31).to(at::kBFloat16);  // [B, H, T, D]
+  const auto k = seeded({1, 2, 4, 8}, 32).to(at::kBFloat16);  // [B, H, T, D]
+  const auto v = seeded({1, 2, 4, 8}, 33).to(at::kBFloat16);  // [B, H, T, D]
+  const auto mask = seeded({1, 2, 4, 4}, 34) * 0.3 + 0.001;   // [1, H, T, T] float32
+  REQUIRE_FALSE(at::equal(mask, mask.to(at::kBFloat16).to(at::kFloat)));
+  const auto given = explicit_attention(q, k, v, {.additive_mask = mask});  // [B, H, T, D]
+  const auto rounded =
+      explicit_attention(q, k, v, {.additive_mask = mask.to(at::kBFloat16)});  // [B, H, T, D]
+  REQUIRE(given.scalar_type() == at::kBFloat16);
+  REQUIRE(at::equal(given, rounded));
+}
+
+TEST_CASE("a query whose keys are all blocked (-inf) attends nothing: 0, finite gradients",
+          "[sd35][common][attention]") {
+  const double inf = std::numeric_limits<double>::infinity();
+  const auto q = seeded({1, 2, 4, 8}, 41).requires_grad_();  // [B, H, T, D]
+  const auto k = seeded({1, 2, 4, 8}, 42);                   // [B, H, T, D]
+  const auto v = seeded({1, 2, 4, 8}, 43);                   // [B, H, T, D]
+  auto mask = at::zeros({1, 1, 4, 4});                       // [1, 1, T, T]
+  mask[0][0][2].fill_(-inf);                                 // query 2 sees no key
+  const auto got = explicit_attention(q, k, v, {.causal = true, .additive_mask = mask});
+  REQUIRE(got.slice(2, 2, 3).abs().max().item<double>() == 0.0);
+  const auto want = reference_attention(q.detach(), k, v, true, at::Tensor(), 1 / std::sqrt(8.0));
+  for (const std::int64_t row : {0, 1, 3})
+    REQUIRE(max_abs_diff(got.slice(2, row, row + 1), want.slice(2, row, row + 1)) < 1e-5);
+  got.sum().backward();
+  REQUIRE(q.grad().isfinite().all().item<bool>());
+  REQUIRE(q.grad().slice(2, 2, 3).abs().max().item<double>() == 0.0);
+#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 5)
+  // SDPA (CPU) gives those rows 0 as well from LibTorch 2.5.
+  const auto sdpa = dot_product_attention(q.detach(), k, v, {.additive_mask = mask});
+  REQUIRE(sdpa.slice(2, 2, 3).abs().max().item<double>() == 0.0);
+#endif
 }
 
 TEST_CASE("rms_normalize: float32 variance, the weight's half dtype, matches float64 loops",

@@ -2,8 +2,6 @@
 // `<path>.partial`; a failure anywhere leaves no partial file and the old target untouched.
 #include <catch2/catch.hpp>
 
-#include <unistd.h>
-
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
@@ -13,6 +11,7 @@
 #include <vector>
 
 #include "sd35/files/atomic_file.hpp"
+#include "sd35/scratch_dir.hpp"
 
 namespace {
 
@@ -20,28 +19,6 @@ namespace fs = std::filesystem;
 using star::sd35::file_write_error;
 using star::sd35::write_file_atomically;
 using star::sd35::write_stream_atomically;
-
-/// A fresh folder of this test process, removed with the object.
-class temp_dir {
- public:
-  explicit temp_dir(const std::string& name)
-      : path_(fs::temp_directory_path() /
-              ("star_atomic_file_" + std::to_string(::getpid()) + "_" + name)) {
-    fs::remove_all(path_);
-    fs::create_directories(path_);
-  }
-  temp_dir(const temp_dir&) = delete;
-  temp_dir& operator=(const temp_dir&) = delete;
-  ~temp_dir() {
-    std::error_code ignored;
-    fs::remove_all(path_, ignored);
-  }
-  fs::path operator/(const std::string& name) const { return path_ / name; }
-  const fs::path& path() const { return path_; }
-
- private:
-  fs::path path_;
-};
 
 std::string read_text(const fs::path& path) {
   std::ifstream in(path, std::ios::binary);
@@ -60,19 +37,19 @@ std::vector<std::string> listing(const fs::path& dir) {
 
 TEST_CASE("write_stream_atomically writes the content and replaces an existing file",
           "[sd35][files]") {
-  const temp_dir dir("write");
+  const auto dir = star::test::scratch_dir("write");
   const auto path = dir / "out.bin";
   write_stream_atomically(path, [](std::ostream& out) { out << "first"; });
   REQUIRE(read_text(path) == "first");
   const std::string binary("a\0b\n", 4);
   write_stream_atomically(path, [&](std::ostream& out) { out << binary; });
   REQUIRE(read_text(path) == binary);
-  REQUIRE(listing(dir.path()) == std::vector<std::string>{"out.bin"});
+  REQUIRE(listing(dir) == std::vector<std::string>{"out.bin"});
 }
 
 TEST_CASE("write_file_atomically hands the callback <path>.partial and renames it onto path",
           "[sd35][files]") {
-  const temp_dir dir("partial");
+  const auto dir = star::test::scratch_dir("partial");
   const auto path = dir / "image.png";
   fs::path seen;
   write_file_atomically(path, [&](const fs::path& partial) {
@@ -83,19 +60,19 @@ TEST_CASE("write_file_atomically hands the callback <path>.partial and renames i
   REQUIRE(seen == dir / "image.png.partial");
   REQUIRE(seen == star::sd35::partial_path(path));
   REQUIRE(read_text(path) == "pixels");
-  REQUIRE(listing(dir.path()) == std::vector<std::string>{"image.png"});
+  REQUIRE(listing(dir) == std::vector<std::string>{"image.png"});
 }
 
 TEST_CASE("an exception inside the callback leaves no file, no .partial, the old target as it was",
           "[sd35][files][errors]") {
-  const temp_dir dir("throw");
+  const auto dir = star::test::scratch_dir("throw");
   const auto fresh = dir / "fresh.bin";
   const auto failing_stream = [](std::ostream& out) {
     out << "half of it";
     throw std::runtime_error("callback failed");
   };
   REQUIRE_THROWS_WITH(write_stream_atomically(fresh, failing_stream), "callback failed");
-  REQUIRE(listing(dir.path()).empty());
+  REQUIRE(listing(dir).empty());
 
   const auto existing = dir / "existing.bin";
   std::ofstream(existing) << "old content";
@@ -107,12 +84,12 @@ TEST_CASE("an exception inside the callback leaves no file, no .partial, the old
                                           }),
                     file_write_error);
   REQUIRE(read_text(existing) == "old content");
-  REQUIRE(listing(dir.path()) == std::vector<std::string>{"existing.bin"});
+  REQUIRE(listing(dir) == std::vector<std::string>{"existing.bin"});
 }
 
 TEST_CASE("failures of the helper itself name the path and leave nothing behind",
           "[sd35][files][errors]") {
-  const temp_dir dir("fail");
+  const auto dir = star::test::scratch_dir("fail");
   const auto write = [](std::ostream& out) { out << "data"; };
   // A folder that does not exist: the partial file cannot be created.
   const auto absent = dir / "absent" / "out.bin";
@@ -124,6 +101,6 @@ TEST_CASE("failures of the helper itself name the path and leave nothing behind"
   fs::create_directory(taken);
   REQUIRE_THROWS_WITH(write_stream_atomically(taken, write),
                       Catch::Contains("cannot rename") && Catch::Contains(taken.string()));
-  REQUIRE(listing(dir.path()) == std::vector<std::string>{"taken"});
+  REQUIRE(listing(dir) == std::vector<std::string>{"taken"});
   REQUIRE(fs::is_empty(taken));
 }

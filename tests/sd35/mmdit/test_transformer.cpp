@@ -27,9 +27,8 @@ using namespace star::sd35;
 using star::test::data_path;
 using star::test::fixture_transformer;
 using star::test::fixture_transformer_config;
+using star::test::fixture_transformer_weights;
 using star::test::require_near;
-
-const std::string weights_file = "sd35/sd3_transformer_weights.safetensors";
 
 const std::map<std::string, at::Tensor>& io_tensors() {
   static const auto tensors =
@@ -159,7 +158,7 @@ TEST_CASE("config: bad keys and values are rejected naming the key", "[sd35][mmd
 TEST_CASE("module: parameter and buffer names and shapes are diffusers' state dict",
           "[sd35][mmdit][module]") {
   const sd3_transformer model(fixture_transformer_config());
-  const auto file = star::test::read_safetensors(data_path(weights_file));
+  const auto file = star::test::read_safetensors(fixture_transformer_weights());
   std::map<std::string, std::vector<std::int64_t>> module_shapes;
   for (const auto& item : model.named_parameters())
     module_shapes[item.key()] = item.value().sizes().vec();
@@ -182,9 +181,9 @@ TEST_CASE("module: parameter and buffer names and shapes are diffusers' state di
 TEST_CASE("module: the positional table built at construction is diffusers' table",
           "[sd35][mmdit][module]") {
   const sd3_transformer model(fixture_transformer_config());
-  const auto file = star::test::fixture_tensors(data_path(weights_file));
+  const auto file = star::test::fixture_tensors(fixture_transformer_weights());
   require_near(model.pos_embed->pos_embed, file.at("pos_embed.pos_embed"), 1e-6,
-                "pos_embed.pos_embed");
+               "pos_embed.pos_embed");
 }
 
 TEST_CASE(
@@ -226,13 +225,13 @@ TEST_CASE("forward: every intermediate matches diffusers stage by stage",
   for (const auto& name : cases) {
     const auto inter = name + ".inter.";
     require_near(model->pos_embed->forward(io(name + ".input.hidden_states")),
-                  io(inter + "pos_embed_out"), tolerance, inter + "pos_embed_out");
+                 io(inter + "pos_embed_out"), tolerance, inter + "pos_embed_out");
     const auto temb = io(inter + "temb");  // [B, D] (a handle: GCC 14 warns on a reference)
     require_near(model->time_text_embed->forward(io(name + ".input.timestep"),
-                                                  io(name + ".input.pooled_projections")),
-                  temb, tolerance, inter + "temb");
+                                                 io(name + ".input.pooled_projections")),
+                 temb, tolerance, inter + "temb");
     require_near(model->context_embedder->forward(io(name + ".input.encoder_hidden_states")),
-                  io(inter + "context_embedder_out"), tolerance, inter + "context_embedder_out");
+                 io(inter + "context_embedder_out"), tolerance, inter + "context_embedder_out");
     // Each block on diffusers' input to it.
     at::Tensor x = io(inter + "pos_embed_out"), c = io(inter + "context_embedder_out");
     for (std::size_t i = 0; i < model->transformer_blocks.size(); ++i) {
@@ -242,14 +241,14 @@ TEST_CASE("forward: every intermediate matches diffusers stage by stage",
       x = io(prefix + "hidden_states");
       if (i + 1 < model->transformer_blocks.size()) {
         require_near(text, io(prefix + "encoder_hidden_states"), tolerance,
-                      prefix + "encoder_hidden_states");
+                     prefix + "encoder_hidden_states");
         c = io(prefix + "encoder_hidden_states");
       } else {
         CHECK_FALSE(text.defined());
       }
     }
     require_near(model->norm_out->forward(x, temb), io(inter + "norm_out"), tolerance,
-                  inter + "norm_out");
+                 inter + "norm_out");
   }
 }
 
@@ -292,18 +291,18 @@ TEST_CASE("observer: joint q, k, LSE and star's image-to-text probabilities matc
     for (int block = 0; block < 3; ++block) {
       const auto suffix = ".block" + std::to_string(block);
       require_near(observer.q[block], io(name + ".attn_q" + suffix), tolerance,
-                    name + " q" + suffix);
+                   name + " q" + suffix);
       require_near(observer.k[block], io(name + ".attn_k" + suffix), tolerance,
-                    name + " k" + suffix);
+                   name + " k" + suffix);
       CHECK(observer.lse[block].scalar_type() == at::kFloat);
       CHECK_FALSE(observer.lse[block].requires_grad());
       require_near(observer.lse[block], io(name + ".attn_lse_all" + suffix), tolerance,
-                    name + " lse" + suffix);
+                   name + " lse" + suffix);
       const auto probs = star::libtorch::selected_attention_probabilities(
           be, observer.q[block], observer.k[block], observer.layouts[0], columns,
           observer.lse[block]);  // [B, H, N, L]
       require_near(probs, io(name + ".attn_probs_img2txt" + suffix), 1e-5,
-                    name + " img2txt probabilities" + suffix);
+                   name + " img2txt probabilities" + suffix);
     }
   }
 }
@@ -406,7 +405,7 @@ TEST_CASE("autograd: parameter gradients are the same with and without the obser
                         name == "transformer_blocks.2.attn.norm_added_q.weight";
     CHECK((gradient.abs().max().item().toDouble() > 0.0) != unused);
     require_near(observed.at(name), gradient,
-                  1e-4 * (1.0 + gradient.abs().max().item().toDouble()), name);
+                 1e-4 * (1.0 + gradient.abs().max().item().toDouble()), name);
   }
 }
 

@@ -260,6 +260,14 @@ TEST_CASE("sd35_model::load names the missing folder or file and its component",
   CHECK_THAT(message, Catch::Contains("scheduler_config.json"));
 }
 
+TEST_CASE("sd35_model::load names the tokenizer sub-folder whose file is malformed",
+          "[sd35][pipeline][errors]") {
+  const auto folder = tiny_model_copy("bad_tokenizer_2");
+  std::ofstream(folder / "tokenizer_2" / "vocab.json") << "[1, 2]";
+  const auto message = load_error<star::value_error>(folder);
+  CHECK_THAT(message, Catch::Contains("tokenizer_2 (CLIP-G)") && Catch::Contains("vocab.json"));
+}
+
 TEST_CASE("sd35_model::load names the component and tensor of a wrong shape",
           "[sd35][pipeline][errors]") {
   const auto folder = tiny_model_copy("wrong_shape");

@@ -134,7 +134,7 @@ TEST_CASE("sde_step reproduces Flow-GRPO's mu, x_next and per-element log-prob, 
   }
 }
 
-TEST_CASE("sde_step with one step index for all rows equals the per-row call; its Flow-GRPO "
+TEST_CASE("sde_step with one step index for all rows equals the per-row call, its Flow-GRPO "
           "coefficients match the fixture's std",
           "[scheduler][sde]") {
   const auto scheduler = scheduler_with(10);

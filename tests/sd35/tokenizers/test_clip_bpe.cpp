@@ -99,7 +99,7 @@ TEST_CASE("CLIP-G pads with '!' (id 0) and splits every literal '!' out as id 0"
   CHECK(g.attention_mask[static_cast<std::size_t>(g.num_tokens)] == 0);
 }
 
-TEST_CASE("tokens carry the prompt bytes they came from; framing tokens are special",
+TEST_CASE("tokens carry the prompt bytes they came from, framing tokens are special",
           "[clip][offsets]") {
   const auto tokenizer = clip_bpe_tokenizer::from_folder(vocab().folder);
   const std::string prompt = "  A   RED\tcat <|endoftext|>";

@@ -111,7 +111,6 @@ TEST_CASE("SD3 prompt tokens: CLIP-L ids and offsets for 'clip', CLIP-G pads wit
   CHECK(tokens.clip_g_ids == tokenizers.clip_g.encode(prompt).input_ids);
   CHECK(tokens.clip_l_ids.back() == tokenizers.clip_l.eos_id());  // CLIP-L pads with EOS
   CHECK(tokens.clip_g_ids.back() == 0);                           // CLIP-G pads with '!' = 0
-  CHECK(tokens.clip_g_ids != tokens.clip_l_ids);  // '!!!' is one BPE word for L, three 0s for G
   const auto& clip = tokens.tokenizations[0].tokens;
   for (std::size_t i = 0; i < 77; ++i) {
     CHECK(clip[i].char_begin == clip_l.tokenization.tokens[i].char_begin);
@@ -184,6 +183,29 @@ TEST_CASE("SD3 prompt tokens reject tokenizers framed for another layout", "[pro
   REQUIRE_THROWS_AS(sd3_tokenizers::from_model_folder(folder / "missing"), star::value_error);
   REQUIRE_THROWS_WITH(sd3_tokenizers::from_model_folder(folder / "missing"),
                       Catch::Contains("tokenizer"));
+}
+
+TEST_CASE("SD3 tokenizers name the sub-folder whose file is missing or malformed",
+          "[prompt][errors]") {
+  const auto apart = clip_folders("clip_broken", model_folder() / "tokenizer");
+  std::ofstream(apart / "tokenizer_2" / "vocab.json") << "[1, 2]";
+  REQUIRE_THROWS_AS(sd3_tokenizers::from_model_folder(apart, 256, false), star::value_error);
+  REQUIRE_THROWS_WITH(sd3_tokenizers::from_model_folder(apart, 256, false),
+                      Catch::StartsWith("sd3_tokenizers: tokenizer_2 (CLIP-G): ") &&
+                          Catch::Contains("vocab.json"));
+#if STAR_SD35_TEST_WITH_SENTENCEPIECE
+  const auto no_t5 = clip_folders("no_t5", model_folder() / "tokenizer");  // no tokenizer_3/
+  REQUIRE_THROWS_AS(sd3_tokenizers::from_model_folder(no_t5, 256, true), star::value_error);
+  REQUIRE_THROWS_WITH(sd3_tokenizers::from_model_folder(no_t5, 256, true),
+                      Catch::StartsWith("sd3_tokenizers: tokenizer_3 (T5): ") &&
+                          Catch::Contains("spiece.model"));
+#endif
+  fs::remove(apart / "tokenizer" / "merges.txt");
+  REQUIRE_THROWS_WITH(sd3_tokenizers::from_model_folder(apart, 256, false),
+                      Catch::StartsWith("sd3_tokenizers: tokenizer (CLIP-L): ") &&
+                          Catch::Contains("merges.txt"));
+  REQUIRE_THROWS_WITH(sd3_tokenizers::from_model_folder(apart / "missing", 256, false),
+                      Catch::StartsWith("sd3_tokenizers: tokenizer (CLIP-L): "));
 }
 
 #if STAR_SD35_TEST_WITH_SENTENCEPIECE

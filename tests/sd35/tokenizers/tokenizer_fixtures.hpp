@@ -1,8 +1,6 @@
 #pragma once
-// Test inputs for the tokenizers: a scratch folder, a tiny CLIP vocabulary written in the
-// transformers format, and a tiny T5-style SentencePiece model trained on the spot.
-
-#include <unistd.h>
+// Test inputs for the tokenizers: a tiny CLIP vocabulary written in the transformers format and
+// a tiny T5-style SentencePiece model trained on the spot, in star::test::scratch_dir folders.
 
 #include <cstdlib>
 #include <filesystem>
@@ -13,27 +11,13 @@
 
 #include <nlohmann/json.hpp>
 
+#include "sd35/scratch_dir.hpp"
+
 #if STAR_SD35_TEST_WITH_SENTENCEPIECE
 #include <sentencepiece_trainer.h>
 #endif
 
 namespace star::test {
-
-/// A folder of this test process (ctest runs test cases as parallel processes), removed at exit.
-inline std::filesystem::path scratch_dir(const std::string& name) {
-  struct removed_at_exit {
-    std::filesystem::path root = std::filesystem::temp_directory_path() /
-                                 ("star_sd35_tokenizers_" + std::to_string(::getpid()));
-    ~removed_at_exit() {
-      std::error_code ignored;
-      std::filesystem::remove_all(root, ignored);
-    }
-  };
-  static const removed_at_exit scratch;
-  const auto dir = scratch.root / name;
-  std::filesystem::create_directories(dir);
-  return dir;
-}
 
 /// The real vocabulary folder, from the CMake cache variable or the environment; empty if none.
 inline std::string clip_vocab_dir() {

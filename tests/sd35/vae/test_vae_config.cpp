@@ -67,7 +67,7 @@ TEST_CASE("the SD3.5 release config.json parses to sd35_medium_vae()", "[vae][co
   REQUIRE(same(vae_config::from_json(release_config), star::sd35::sd35_medium_vae()));
 }
 
-TEST_CASE("missing keys keep diffusers' AutoencoderKL defaults; null shift_factor is 0",
+TEST_CASE("missing keys keep diffusers' AutoencoderKL defaults, null shift_factor is 0",
           "[vae][config]") {
   const auto config = vae_config::from_json(R"({"shift_factor": null})");
   REQUIRE(same(config, vae_config{}));

@@ -1,0 +1,30 @@
+#pragma once
+// A scratch folder per test process for the SD3.5 tests (no Torch): the tokenizers' vocabulary
+// files, the pipeline's tiny model, the atomic writer's targets.
+
+#include <unistd.h>
+
+#include <filesystem>
+#include <string>
+#include <system_error>
+
+namespace star::test {
+
+/// The folder `name` of this test process (ctest runs test cases as parallel processes),
+/// created on first use; every folder of the process is removed at exit. One name per use.
+inline std::filesystem::path scratch_dir(const std::string& name) {
+  struct removed_at_exit {
+    std::filesystem::path root = std::filesystem::temp_directory_path() /
+                                 ("star_sd35_test_" + std::to_string(::getpid()));
+    ~removed_at_exit() {
+      std::error_code ignored;
+      std::filesystem::remove_all(root, ignored);
+    }
+  };
+  static const removed_at_exit scratch;
+  const auto dir = scratch.root / name;
+  std::filesystem::create_directories(dir);
+  return dir;
+}
+
+}  // namespace star::test
