@@ -387,7 +387,7 @@ TEST_CASE(
 }
 
 TEST_CASE("process_group_gather rejects a null group, a non-positive timeout and mismatched "
-          "keys; one rank returns its own samples",
+          "keys, one rank returns its own samples",
           "[distributed]") {
   using star::libtorch::process_group_gather;
   const c10::intrusive_ptr<c10d::ProcessGroup> null_group;

@@ -326,7 +326,7 @@ TEST_CASE("I3 attention_with_lse on the CPU: output and LSE equal an explicit so
 }
 
 TEST_CASE("the read-out of bfloat16 q, k (only the gathered rows converted) equals the one of "
-          "float32 q, k; add_selected_block adds the map of selected_block_relevance",
+          "float32 q, k, add_selected_block adds the map of selected_block_relevance",
           "[torch][attention]") {
   const star::token_layout layout{4, 5, {{"t5", 10}}, false};  // N = 20, L = 10, T = 30
   const star::shape qk{2, 3, 30, 8};

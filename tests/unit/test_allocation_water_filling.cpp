@@ -68,7 +68,7 @@ TEMPLATE_LIST_TEST_CASE("water_fill: W <= w_max, mean 1, W = min(w_max, c W0) wi
     }
 }
 
-TEMPLATE_LIST_TEST_CASE("water_fill: w_max = 1 gives all ones; a cap that never binds changes nothing",
+TEMPLATE_LIST_TEST_CASE("water_fill: w_max = 1 gives all ones, a cap that never binds changes nothing",
                         "[allocation][water_filling]", star::test::all_backends) {
   const TestType be{};
   const double tol = star::test::tolerance<TestType>::value;

@@ -297,7 +297,7 @@ TEMPLATE_LIST_TEST_CASE("lse_relevance_accumulator rejects bad selections, optio
 }
 
 TEMPLATE_LIST_TEST_CASE("a non-finite lse through lse_relevance_accumulator is a value_error at "
-                        "result(); the public entries reject it at once",
+                        "result(), the public entries reject it at once",
                         "[attention][errors]", star::test::all_backends) {
   const TestType be{};
   const star::token_layout layout{2, 2, {{"clip", 2}, {"t5", 1}}, true};  // N = 4, L = 3, T = 7

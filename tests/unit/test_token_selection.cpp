@@ -126,7 +126,7 @@ TEST_CASE("tokens: metadata rule matches multi-word class names, digits and -ies
   CHECK(select(p, options).rule_used == selection_rule::content_words);
 }
 
-TEST_CASE("tokens: content_words rule skips stop words; the caller can replace the list") {
+TEST_CASE("tokens: content_words rule skips stop words, the caller can replace the list") {
   const auto p = star::test::open_prompt();
   const auto got = select(p, with_rule(selection_rule::content_words));
   CHECK(got.rule_used == selection_rule::content_words);
@@ -149,7 +149,7 @@ TEST_CASE("tokens: content_words rule skips stop words; the caller can replace t
         std::vector<std::string>{"astronaut", "horse", "moon"});
 }
 
-TEST_CASE("tokens: explicit rule takes caller spans and words; overlap decides membership") {
+TEST_CASE("tokens: explicit rule takes caller spans and words, overlap decides membership") {
   const auto p = star::test::open_prompt();
   auto options = with_rule(selection_rule::explicit_spans);
   options.explicit_spans = {{3, 12}};            // "astronaut"

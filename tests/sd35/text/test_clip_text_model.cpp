@@ -112,7 +112,7 @@ TEST_CASE("non-legacy pooling takes the first position holding eos_token_id",
                "pooled_output with eos_token_id 49407");
 }
 
-TEST_CASE("CLIP runs in bfloat16 (and float16 on CUDA) close to float32", "[sd35][text][clip]") {
+TEST_CASE("CLIP runs in bfloat16 (and float16 where LibTorch has its kernels) close to float32", "[sd35][text][clip]") {
   const auto io = read_io("clip_g_io.safetensors");
   for (const auto& [dtype, device] : low_precision_runs()) {
     INFO(dtype << " on " << device);

@@ -93,7 +93,7 @@ TEST_CASE("T5 position bias rows for the first and last query match layer 0's",
                "qlast");
 }
 
-TEST_CASE("T5 runs in bfloat16 (and float16 on CUDA) close to float32", "[sd35][text][t5]") {
+TEST_CASE("T5 runs in bfloat16 (and float16 where LibTorch has its kernels) close to float32", "[sd35][text][t5]") {
   const auto io = read_io("t5_encoder_io.safetensors");
   for (const auto& [dtype, device] : low_precision_runs()) {
     INFO(dtype << " on " << device);
