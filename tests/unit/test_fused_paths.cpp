@@ -150,7 +150,7 @@ TEMPLATE_TEST_CASE("fused allocate takes -0 as 0 and rejects -inf and negative N
   }
 }
 
-TEMPLATE_TEST_CASE("fast_log matches std::log on (0, 1] and stays finite at 0 and subnormals",
+TEMPLATE_TEST_CASE("fast_log matches std::log for 0 < x <= 1 and stays finite at 0 and subnormals",
                    "[fused][fast_log]", float, double) {
   using star::eigen::detail::fast_log;
   using limits = std::numeric_limits<TestType>;
