@@ -31,10 +31,7 @@ joint_qk_dims check_joint_qk(const B& be, const typename B::tensor& q, const typ
   layout.validate();
   const shape q_shape = be.shape_of(q);
   require_rank("q", q_shape, 4, "[B, H, T, D]");
-  for (const std::int64_t extent : q_shape)
-    if (extent <= 0)
-      throw shape_error("q: every extent of [B, H, T, D] must be > 0, got shape " +
-                        to_string(q_shape));
+  require_positive_extents("q", q_shape, "[B, H, T, D]");
   if (q_shape[2] != layout.total_tokens())
     throw shape_error(
         "q: expected T = layout.total_tokens() = " + std::to_string(layout.image_tokens()) +

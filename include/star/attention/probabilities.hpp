@@ -46,10 +46,7 @@ std::int64_t check_image_to_text_rows(const B& be, const typename B::tensor& q_i
                                       const typename B::tensor& lse) {
   const shape q_shape = be.shape_of(q_image);
   require_rank("q_image", q_shape, 4, "[B, H, N, D]");
-  for (const std::int64_t extent : q_shape)
-    if (extent <= 0)
-      throw shape_error("q_image: every extent of [B, H, N, D] must be > 0, got shape " +
-                        to_string(q_shape));
+  require_positive_extents("q_image", q_shape, "[B, H, N, D]");
   const shape k_shape = be.shape_of(k_selected);
   require_rank("k_selected", k_shape, 4, "[B, H, S, D]");
   if (k_shape[0] != q_shape[0] || k_shape[1] != q_shape[1] || k_shape[2] <= 0 ||

@@ -112,6 +112,18 @@ inline void require_rank(std::string_view arg, const shape& got, std::size_t ran
                       std::string(layout) + ", got shape " + to_string(got));
 }
 
+/// @brief Throws a `shape_error` unless every extent of `got` is positive.
+/// @param arg    the argument's name, e.g. `"q"`.
+/// @param got    the argument's shape
+/// @param layout the dimensions in the docs' letters, e.g. `"[B, H, T, D]"`.
+inline void require_positive_extents(std::string_view arg, const shape& got,
+                                     std::string_view layout) {
+  for (const std::int64_t extent : got)
+    if (extent <= 0)
+      throw shape_error(std::string(arg) + ": every extent of " + std::string(layout) +
+                        " must be > 0, got shape " + to_string(got));
+}
+
 /// @brief Throws a `shape_error` unless `got == expected`.
 inline void require_shape(std::string_view arg, const shape& got, const shape& expected,
                           std::string_view layout) {
