@@ -109,7 +109,8 @@ bool device_available(std::string& why) {
   return count > 0;
 }
 
-readout_run run_readout(const readout_case& c, element type, std::int64_t q_offset) {
+readout_run run_readout(const readout_case& c, element type, std::int64_t q_offset,
+                        readout_path path) {
   return dispatch(type, [&]<class T>() {
     const std::int64_t tokens = c.layout.total_tokens(), image = c.layout.image_tokens();
     const auto columns = static_cast<std::int64_t>(c.columns.size());
@@ -136,10 +137,16 @@ readout_run run_readout(const readout_case& c, element type, std::int64_t q_offs
         static_cast<float>(c.scale),
         static_cast<float>(c.block_weight)};
     readout_run run{};
-    run.status = star::cuda::accumulate_relevance(
-        in, c.layout, star::contiguous_view<float, 2>(relevance.data, {c.batch, image}),
-        star::contiguous_view<float, 4>(probabilities.data, {c.batch, c.heads, image, columns}),
-        workspace.data, bytes, nullptr);
+    const auto relevance_view = star::contiguous_view<float, 2>(relevance.data, {c.batch, image});
+    const auto probabilities_view =
+        star::contiguous_view<float, 4>(probabilities.data, {c.batch, c.heads, image, columns});
+    run.status =
+        path == readout_path::automatic
+            ? star::cuda::accumulate_relevance(in, c.layout, relevance_view, probabilities_view,
+                                               workspace.data, bytes, nullptr)
+            : star::cuda::readout_detail::queue_readout(
+                  in, c.layout, relevance_view, probabilities_view,
+                  reinterpret_cast<float*>(workspace.data), false, nullptr);
     if (run.status != cudaSuccess) return run;
     run.status = cudaDeviceSynchronize();
     if (run.status != cudaSuccess) return run;

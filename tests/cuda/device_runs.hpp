@@ -44,9 +44,16 @@ struct readout_run {
   std::vector<double> probabilities;   // [B, H, N, S]
 };
 
+/// Which kernel a read-out runs.
+enum class readout_path {
+  automatic,   // accumulate_relevance's choice: tensor cores for 16-bit types on sm_80+
+  cuda_cores,  // the CUDA-core kernel whatever the type and device (its only use on sm_80+)
+};
+
 /// Runs one read-out; `q_offset` elements before q's first element move its data pointer off
 /// the 16-byte alignment of the allocation (the kernel must then load element by element).
-readout_run run_readout(const readout_case& c, element type, std::int64_t q_offset = 0);
+readout_run run_readout(const readout_case& c, element type, std::int64_t q_offset = 0,
+                        readout_path path = readout_path::automatic);
 
 /// One allocation launch over [B, N] relevance maps.
 struct allocation_case {

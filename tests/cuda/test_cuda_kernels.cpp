@@ -79,15 +79,15 @@ std::vector<double> joint_rows_lse(const std::vector<double>& image_lse, std::in
   return joint;
 }
 
-/// Read-out of random q, k against reference attention_probabilities + relevance_map. Where
-/// `head_dim` is a multiple of 16 bytes' worth of elements (8 for float16 / bfloat16, 4 for
-/// float32) and `q_offset` is 0, the kernel reads q rows with 16-byte loads; otherwise element
-/// by element.
+/// Read-out of random q, k against reference attention_probabilities + relevance_map, float16
+/// and bfloat16 on both kernels (tensor cores on sm_80+, and CUDA cores). Where `head_dim` is
+/// a multiple of 16 bytes' worth of elements (8 for float16 / bfloat16, 4 for float32) and
+/// `q_offset` is 0, the kernels read q rows with 16-byte loads; otherwise element by element.
 void readout_matches_reference(const star::token_layout& layout, std::vector<std::int64_t> columns,
                                std::int64_t head_dim, std::uint64_t seed,
-                               std::int64_t q_offset = 0) {
+                               std::int64_t q_offset = 0, std::int64_t heads = 3) {
   const reference_backend be{};
-  const std::int64_t batch = 2, heads = 3, tokens = layout.total_tokens(),
+  const std::int64_t batch = 2, tokens = layout.total_tokens(),
                      image = layout.image_tokens(), selected = columns.size();
   const auto qk_count = static_cast<std::size_t>(batch * heads * tokens * head_dim);
   const std::vector<double> weights = star::test::uniform(columns.size(), seed + 2, 0.1, 1.0);
@@ -106,17 +106,24 @@ void readout_matches_reference(const star::token_layout& layout, std::vector<std
     const auto map = star::relevance_map(be, probs, weights);  // [B, N]
     const double block_weight = 0.25, scale = 1.0 / std::sqrt(double(head_dim));
 
-    const readout_run run = run_readout({batch, heads, head_dim, layout, q_host, k_host,
-                                         joint_rows_lse(be.to_host(lse), batch * heads, layout),
-                                         columns, weights, scale, block_weight, relevance_in},
-                                        type, q_offset);
-    check(run.status == 0, "read-out launch status " + std::to_string(run.status));
-    if (run.status != 0) continue;
     std::vector<double> expected = be.to_host(map);
     for (std::size_t i = 0; i < expected.size(); ++i)
       expected[i] = relevance_in[i] + block_weight * expected[i];
-    check_close(run.probabilities, be.to_host(probs), tolerance(type), "probabilities " + name_of(type));
-    check_close(run.relevance, expected, tolerance(type), "relevance " + name_of(type));
+    const readout_case c{batch,   heads,   head_dim,
+                         layout,  q_host,  k_host,
+                         joint_rows_lse(be.to_host(lse), batch * heads, layout),
+                         columns, weights, scale,
+                         block_weight,     relevance_in};
+    for (const readout_path path : {readout_path::automatic, readout_path::cuda_cores}) {
+      if (type == element::f32 && path == readout_path::cuda_cores) continue;  // the same run
+      const std::string what =
+          name_of(type) + (path == readout_path::cuda_cores ? " (CUDA cores)" : "");
+      const readout_run run = run_readout(c, type, q_offset, path);
+      check(run.status == 0, "read-out launch status " + std::to_string(run.status));
+      if (run.status != 0) continue;
+      check_close(run.probabilities, be.to_host(probs), tolerance(type), "probabilities " + what);
+      check_close(run.relevance, expected, tolerance(type), "relevance " + what);
+    }
   }
 }
 
@@ -136,6 +143,10 @@ void test_readout() {
   readout_matches_reference(text_first, many, 40, 12);
   // 300 image rows: three blocks of 128 rows, the last one partial
   readout_matches_reference(star::token_layout::sd3(20, 15, 4), {1, 2, 77, 80}, 64, 14);
+  // 11 heads (more than the 8 warps of a tensor-core block), D = 136 (three passes of 64, the
+  // last one partial), 9 columns (a second, partial n8 tile)
+  readout_matches_reference(star::token_layout::sd3(6, 7, 10), {0, 1, 2, 3, 4, 5, 6, 7, 9}, 136,
+                            17, 0, 11);
 }
 
 /// I3: with every text column selected (weight 1) and the LSE of the whole row, R equals the

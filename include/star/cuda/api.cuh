@@ -49,14 +49,18 @@ constexpr std::size_t relevance_workspace_bytes(std::int64_t batch, std::int64_t
 
 /// @brief Adds one block's relevance map to `relevance`:
 /// `R[b, n] += block_weight * sum_j w_j * mean_h exp(s q[b,h,n] . k[b,h,j] - lse[b,h,n])`,
-/// image rows `n`, text keys `j` and the LSE rows placed in the joint sequence by `layout`. Cost `O(B H N |S| D)`; reads the image rows
-/// of `q` once per chunk of 16 columns, with 16-byte loads where rows are `D`-contiguous and
-/// 16-byte aligned. Launches are queued on `stream`; nothing is synchronised.
+/// image rows `n`, text keys `j` and the LSE rows placed in the joint sequence by `layout`.
+/// Cost `O(B H N |S| D)`; reads the image rows of `q` once per chunk of 16 columns, with
+/// 16-byte loads where rows are `D`-contiguous and 16-byte aligned. float16 and bfloat16 run
+/// on tensor cores on compute capability 8.0 and later (one launch per chunk), everything else
+/// on CUDA cores (one launch per chunk and one for the head mean, through `workspace`).
+/// Launches are queued on `stream`; nothing is synchronised.
 /// @param in            q, k, lse, columns, weights, scale, block weight
 /// @param layout        where the image and text tokens sit in `T`
 /// @param relevance     [B, N] device, accumulated into (zero it before the first block)
 /// @param probabilities [B, H, N, S] device, written when `data` is non-null
-/// @param workspace     device, at least `relevance_workspace_bytes(B, H, N)` bytes
+/// @param workspace     device, at least `relevance_workspace_bytes(B, H, N)` bytes (unused
+///                      on tensor cores, still required)
 /// @return `cudaErrorInvalidValue` on inconsistent shapes, an empty or out-of-range column
 ///         list, `D > max_readout_head_dim`, `B` or `H` above `max_grid_yz`, `scale <= 0`
 ///         or too small a workspace; otherwise the launch status

@@ -1,0 +1,300 @@
+#pragma once
+/// @file
+/// @brief The read-out of star/cuda/attention_readout.cuh on tensor cores, for float16 and
+/// bfloat16 on compute capability 8.0 and later. The scores of 16 image rows against 8
+/// selected keys come out of `mma.sync` m16n8k16 (float32 accumulation), one instruction per
+/// 16 dimensions, and each warp copies the operands of its next head into shared memory
+/// (`cp.async`) while it works on the current one, so the kernel is bound by reading `q`. A
+/// block owns 32 image rows of one batch element for all heads; its 8 warps split the heads
+/// and add their sums in a fixed order, so the result does not depend on scheduling.
+
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <type_traits>
+#include <utility>
+
+#include "star/core/strided_view.hpp"
+#include "star/cuda/common.cuh"
+#include "star/cuda/readout_chunk.cuh"
+
+namespace star::cuda::readout_detail {
+
+/// @brief Warps per block; warp `w` takes heads `w, w + 8, ...`.
+inline constexpr int mma_warps = 8;
+/// @brief Image rows per block: two m16 tiles, so that each key fragment serves 32 rows.
+inline constexpr int mma_rows = 32;
+/// @brief Dimensions of `D` per pass: each lane of a quad holds 16 of them per row, in two
+/// pieces of 8; longer heads take several passes.
+inline constexpr int mma_pass_dims = 64;
+
+/// @brief Whether `accumulate_relevance<T>` runs on tensor cores on the current device.
+template <class T>
+bool readout_uses_tensor_cores() {
+  if constexpr (sizeof(T) != 2) {
+    return false;
+  } else {
+    int device = 0, major = 0;
+    return cudaGetDevice(&device) == cudaSuccess &&
+           cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device) ==
+               cudaSuccess &&
+           major >= 8;
+  }
+}
+
+/// @brief `c += a b` for a 16x16 row-major `a` and a 16x8 column-major `b` of `T` (float16 or
+/// bfloat16), float32 `c`, in the register layout of PTX `mma.m16n8k16`.
+template <class T>
+__device__ inline void mma_16x8x16(float (&c)[4], const unsigned (&a)[4], unsigned b0, unsigned b1) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  if constexpr (std::is_same_v<T, __half>)
+    asm volatile(
+        "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
+        "{%8,%9}, {%0,%1,%2,%3};\n"
+        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+  else
+    asm volatile(
+        "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
+        "{%8,%9}, {%0,%1,%2,%3};\n"
+        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+#else
+  __trap();  // never launched: the launcher checks the compute capability
+#endif
+}
+
+/// @brief Starts copying 16 bytes from `source` to `target` in shared memory without waiting
+/// (`cp.async`, L2 only); zeros where `valid` is false (then nothing is read).
+__device__ inline void copy_16_async(void* target, const void* source, bool valid) {
+  const auto address = static_cast<unsigned>(__cvta_generic_to_shared(target));
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(address), "l"(source),
+               "r"(valid ? 16 : 0)
+               : "memory");
+}
+
+/// @brief Starts copying the float at `source` to `target` in shared memory; zero where
+/// `valid` is false.
+__device__ inline void copy_4_async(float* target, const float* source, bool valid) {
+  const auto address = static_cast<unsigned>(__cvta_generic_to_shared(target));
+  asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(address), "l"(source),
+               "r"(valid ? 4 : 0)
+               : "memory");
+}
+
+/// @brief Closes the group of copies this thread started since the last call.
+__device__ inline void commit_copies() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
+
+/// @brief Waits until at most `Pending` of this thread's groups of copies are unfinished.
+template <int Pending>
+__device__ inline void wait_for_copies() {
+  asm volatile("cp.async.wait_group %0;\n" ::"n"(Pending) : "memory");
+}
+
+/// @brief Puts elements `first .. first + 8` of row `(b, h, t)` of `x` into `target`, zeros
+/// past `D` or where `!valid`: a 16-byte copy that completes later when `Vectorized` (`D` a
+/// multiple of 8, rows 16-byte aligned), element by element otherwise.
+template <class T, bool Vectorized>
+__device__ inline void stage_piece(uint4* target, const strided_view<const T, 4>& x, int b, int h,
+                                   std::int64_t t, int first, bool valid) {
+  const int dim = static_cast<int>(x.extents[3]);
+  if constexpr (Vectorized) {
+    const bool inside = valid && first < dim;
+    copy_16_async(target, inside ? &x(b, h, t, first) : x.data, inside);
+  } else {
+    T elements[8];
+#pragma unroll
+    for (int e = 0; e < 8; ++e)
+      elements[e] = valid && first + e < dim ? x(b, h, t, first + e) : T(0.0f);
+    memcpy(target, elements, sizeof(elements));
+  }
+}
+
+/// @brief Where one warp stages the operands of one (head, pass) in shared memory, each lane
+/// in its own 16-byte slots (slot `i` of lane `l` at `32 i + l`, so the lanes of a warp read
+/// 512 contiguous bytes without bank conflicts):
+/// - `q(m, r, piece)`: rows `g` (`r = 0`) and `g + 8` (`r = 1`) of m16 tile `m`, `g` = lane / 4;
+/// - `key(nt, piece)`: key `g` of n8 tile `nt`;
+/// - `lse`: the LSE of the four rows, `[m][r]` (read on the last pass only).
+///
+/// Each piece holds 8 dimensions. The dot product does not depend on the order of `D`, so
+/// lane `c` = lane % 4 takes dimensions `pass * 64 + 8 c + 32 piece .. + 8` of `q` and keys
+/// alike: k16 step `s` reads 4 of them from piece `s / 2`, the first two as the k-slots
+/// `2c, 2c + 1` of `mma.m16n8k16` and the next two as `2c + 8, 2c + 9`. The four lanes of a
+/// row then load 64 contiguous bytes per piece.
+template <int NTiles>
+struct operand_slots {
+  static constexpr int count = 8 + 2 * NTiles + 1;  ///< 16-byte slots per lane
+  uint4* base;                                       ///< this lane's slot 0
+
+  __device__ uint4* q(int m, int r, int piece) const { return base + 32 * (4 * m + 2 * r + piece); }
+  __device__ uint4* key(int nt, int piece) const { return base + 32 * (8 + 2 * nt + piece); }
+  __device__ float* lse() const { return reinterpret_cast<float*>(base + 32 * (8 + 2 * NTiles)); }
+};
+
+/// @brief Stages in flight per warp: the operands of the next (head, pass) are copied while
+/// the current ones are used.
+inline constexpr int mma_stages = 2;
+
+/// @brief Dynamic shared memory of a tensor-core read-out block.
+template <int NTiles>
+constexpr std::size_t tensor_core_shared_bytes() {
+  return sizeof(uint4) * 32 * operand_slots<NTiles>::count * mma_stages * mma_warps;
+}
+
+/// @brief Tensor-core read-out of one chunk of columns: for every image row of the block,
+/// `relevance[b, n] += block_weight / H * sum_h sum_j w_j exp(s q . k_j - lse)`, and the
+/// probabilities where `probabilities.data` is set. Grid `(ceil(N / 32), B)` of
+/// `mma_warps * 32` threads, `tensor_core_shared_bytes<NTiles>()` of dynamic shared memory;
+/// `NTiles` n8 tiles cover the chunk's columns.
+template <class T, bool Vectorized, int NTiles>
+__global__ void __launch_bounds__(mma_warps * 32, 2)
+tensor_core_readout_kernel(strided_view<const T, 4> q, strided_view<const T, 4> k,
+                           strided_view<const float, 3> lse, column_chunk chunk,
+                           std::int64_t image_begin, std::int64_t image_tokens, float scale,
+                           float block_weight, strided_view<float, 2> relevance,
+                           strided_view<float, 4> probabilities) {
+  extern __shared__ uint4 staged[];  // [warp][stage][slot][lane]
+  __shared__ float warp_sums[mma_warps][mma_rows];
+  const int b = static_cast<int>(blockIdx.y);
+  const int warp = static_cast<int>(threadIdx.x) / 32, lane = static_cast<int>(threadIdx.x) % 32;
+  const int g = lane / 4, c = lane % 4;
+  const int heads = static_cast<int>(q.extents[1]), dim = static_cast<int>(q.extents[3]);
+  const int passes = (dim + mma_pass_dims - 1) / mma_pass_dims;
+  const int units = (heads - warp + mma_warps - 1) / mma_warps * passes;  // (head, pass) pairs
+  const std::int64_t block_row = static_cast<std::int64_t>(blockIdx.x) * mma_rows;
+  const auto row_of = [&](int m, int r) { return block_row + m * 16 + r * 8 + g; };
+  const auto slots_of = [&](int unit) {
+    constexpr int count = operand_slots<NTiles>::count;
+    return operand_slots<NTiles>{staged + ((warp * mma_stages + unit % mma_stages) * count) * 32 + lane};
+  };
+
+  // Starts staging the operands of `unit`, as one group of copies.
+  const auto stage = [&](int unit) {
+    const operand_slots<NTiles> slots = slots_of(unit);
+    const int h = warp + unit / passes * mma_warps, pass = unit % passes;
+    const int first = pass * mma_pass_dims + 8 * c;
+#pragma unroll
+    for (int m = 0; m < 2; ++m)
+#pragma unroll
+      for (int r = 0; r < 2; ++r) {
+        const std::int64_t n = row_of(m, r);
+        const bool row_valid = n < image_tokens;
+#pragma unroll
+        for (int piece = 0; piece < 2; ++piece)
+          stage_piece<T, Vectorized>(slots.q(m, r, piece), q, b, h, image_begin + n,
+                                     first + 32 * piece, row_valid);
+        const bool lse_wanted = row_valid && pass == passes - 1;
+        copy_4_async(slots.lse() + 2 * m + r, lse_wanted ? &lse(b, h, image_begin + n) : lse.data,
+                     lse_wanted);
+      }
+#pragma unroll
+    for (int nt = 0; nt < NTiles; ++nt) {
+      const int j = nt * 8 + g;
+      const std::int64_t position = j < chunk.count ? chunk.position[j] : 0;
+#pragma unroll
+      for (int piece = 0; piece < 2; ++piece)
+        stage_piece<T, Vectorized>(slots.key(nt, piece), k, b, h, position, first + 32 * piece,
+                                   j < chunk.count);
+    }
+    commit_copies();
+  };
+
+  float scores[2][NTiles][4] = {};  // [m tile][n tile][mma accumulator]
+  float row_sums[2][2] = {};        // [m tile][row g, g + 8]: this lane's columns, all heads
+  if (units > 0) stage(0);
+  for (int unit = 0; unit < units; ++unit) {
+    if (unit + 1 < units) {
+      stage(unit + 1);
+      wait_for_copies<1>();
+    } else {
+      wait_for_copies<0>();
+    }
+    const operand_slots<NTiles> slots = slots_of(unit);
+#pragma unroll
+    for (int piece = 0; piece < 2; ++piece) {
+      uint4 keys[NTiles];
+#pragma unroll
+      for (int nt = 0; nt < NTiles; ++nt) keys[nt] = *slots.key(nt, piece);
+#pragma unroll
+      for (int m = 0; m < 2; ++m) {
+        const uint4 top = *slots.q(m, 0, piece), bottom = *slots.q(m, 1, piece);
+        const unsigned low[4] = {top.x, bottom.x, top.y, bottom.y};
+        const unsigned high[4] = {top.z, bottom.z, top.w, bottom.w};
+#pragma unroll
+        for (int nt = 0; nt < NTiles; ++nt) {
+          mma_16x8x16<T>(scores[m][nt], low, keys[nt].x, keys[nt].y);
+          mma_16x8x16<T>(scores[m][nt], high, keys[nt].z, keys[nt].w);
+        }
+      }
+    }
+    if (unit % passes != passes - 1) continue;
+    const int h = warp + unit / passes * mma_warps;
+#pragma unroll
+    for (int m = 0; m < 2; ++m)
+#pragma unroll
+      for (int nt = 0; nt < NTiles; ++nt)
+#pragma unroll
+        for (int i = 0; i < 4; ++i) {
+          const int r = i / 2, j = nt * 8 + 2 * c + i % 2;
+          const std::int64_t n = row_of(m, r);
+          if (j < chunk.count && n < image_tokens) {
+            const float p = __expf(scale * scores[m][nt][i] - slots.lse()[2 * m + r]);
+            if (probabilities.data) probabilities(b, h, n, chunk.first + j) = p;
+            row_sums[m][r] += chunk.weight[j] * p;
+          }
+          scores[m][nt][i] = 0.0f;
+        }
+  }
+
+#pragma unroll
+  for (int m = 0; m < 2; ++m)
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+      float sum = row_sums[m][r];
+      sum += __shfl_xor_sync(0xffffffffu, sum, 1);
+      sum += __shfl_xor_sync(0xffffffffu, sum, 2);
+      if (c == 0) warp_sums[warp][m * 16 + r * 8 + g] = sum;
+    }
+  __syncthreads();
+  const std::int64_t n = block_row + threadIdx.x;
+  if (threadIdx.x < mma_rows && n < image_tokens) {
+    float total = 0.0f;
+    for (int w = 0; w < mma_warps; ++w) total += warp_sums[w][threadIdx.x];
+    relevance(b, n) += block_weight / static_cast<float>(heads) * total;
+  }
+}
+
+/// @brief Queues the tensor-core read-out of one chunk on `stream`; the arguments are checked
+/// by the caller.
+template <class T>
+  requires(sizeof(T) == 2)
+cudaError_t tensor_core_readout(const readout_inputs<T>& in, const column_chunk& chunk,
+                                std::int64_t image_begin, std::int64_t image_tokens,
+                                strided_view<float, 2> relevance,
+                                strided_view<float, 4> probabilities, cudaStream_t stream) {
+  const bool vectorized = rows_load_as_vectors(in.q) && rows_load_as_vectors(in.k);
+  const auto launch = [&]<int NTiles>(std::integral_constant<int, NTiles>) {
+    const auto kernel = vectorized ? tensor_core_readout_kernel<T, true, NTiles>
+                                   : tensor_core_readout_kernel<T, false, NTiles>;
+    constexpr int shared = static_cast<int>(tensor_core_shared_bytes<NTiles>());
+    // above the default 48 KiB, and as much of L1 as shared memory as the device allows, so
+    // that two blocks fit on an SM where there is room (228 KiB on sm_90)
+    for (const auto& [attribute, value] :
+         {std::pair{cudaFuncAttributeMaxDynamicSharedMemorySize, shared},
+          std::pair{cudaFuncAttributePreferredSharedMemoryCarveout,
+                    static_cast<int>(cudaSharedmemCarveoutMaxShared)}})
+      if (const cudaError_t status = cudaFuncSetAttribute(kernel, attribute, value);
+          status != cudaSuccess)
+        return status;
+    const dim3 grid(blocks_for(image_tokens, mma_rows), static_cast<unsigned>(in.q.extents[0]));
+    kernel<<<grid, mma_warps * 32, shared, stream>>>(in.q, in.k, in.lse, chunk, image_begin,
+                                                     image_tokens, in.scale, in.block_weight,
+                                                     relevance, probabilities);
+    return cudaGetLastError();
+  };
+  return chunk.count <= 8 ? launch(std::integral_constant<int, 1>{})
+                          : launch(std::integral_constant<int, 2>{});
+}
+
+}  // namespace star::cuda::readout_detail
