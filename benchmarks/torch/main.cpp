@@ -12,9 +12,12 @@
 #include <torch/cuda.h>
 #include <torch/version.h>
 
+#include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <cstdio>
 #include <fstream>
+#include <map>
 #include <optional>
 #include <sstream>
 #include <stdexcept>
@@ -94,21 +97,40 @@ std::string device_name(at::Device device) {
   return device.str();
 }
 
+/// Seconds per call of a device copy that moves `bytes` (half read, half written), timed like
+/// every other call; measured once per size. For a large copy this is the bandwidth limit; for
+/// a small one, what any call moving that many bytes takes here, launch and latency included.
+class copy_reference {
+ public:
+  copy_reference(const timer& t, at::Device device) : timer_(t), device_(device) {}
+
+  double seconds(double bytes) {
+    const auto floats = std::max<std::int64_t>(1, std::llround(bytes / (2.0 * sizeof(float))));
+    if (const auto known = seconds_.find(floats); known != seconds_.end()) return known->second;
+    const auto options = at::TensorOptions().device(device_).dtype(at::kFloat);
+    const at::Tensor source = at::ones({floats}, options);   // [floats]
+    const at::Tensor target = at::empty({floats}, options);  // [floats]
+    return seconds_[floats] = timer_.median_seconds([&] { target.copy_(source); });
+  }
+
+ private:
+  const timer& timer_;
+  at::Device device_;
+  std::map<std::int64_t, double> seconds_;  // floats copied -> seconds per call
+};
+
 /// Bytes per second of a large device copy (read + write): 1 GiB on CUDA, 512 MiB on the CPU.
-void measure_bandwidth(const timer& t, report& r, at::Device device) {
-  const std::int64_t floats = device.is_cuda() ? (1 << 28) : (1 << 27);
-  const auto options = at::TensorOptions().device(device).dtype(at::kFloat);
-  const at::Tensor source = at::ones({floats}, options);   // [floats]
-  const at::Tensor target = at::empty({floats}, options);  // [floats]
-  const double seconds = t.median_seconds([&] { target.copy_(source); });
-  const double bytes = 2.0 * sizeof(float) * static_cast<double>(floats);
+void measure_bandwidth(copy_reference& copies, report& r, at::Device device) {
+  const double bytes = 2.0 * sizeof(float) * static_cast<double>(device.is_cuda() ? (1 << 28) : (1 << 27));
+  const double seconds = copies.seconds(bytes);
   r.set_bandwidth(bytes / seconds);
-  r.add_time("bandwidth_copy/" + std::to_string(floats * sizeof(float) >> 20) + "MiB", seconds,
-             bytes);
+  r.add_time("bandwidth_copy/" + std::to_string(static_cast<std::int64_t>(bytes / 2) >> 20) + "MiB",
+             seconds, bytes);
 }
 
 /// The block forward, the read-outs and the update variants at one batch size.
-void bench_batch(const timer& t, report& r, at::Device device, std::int64_t batch) {
+void bench_batch(const timer& t, copy_reference& copies, report& r, at::Device device,
+                 std::int64_t batch) {
   const std::string b = "/B" + std::to_string(batch);
   const star::libtorch::backend be(device);
   const auto block_dtype = device.is_cuda() ? at::kBFloat16 : at::kFloat;
@@ -127,7 +149,8 @@ void bench_batch(const timer& t, report& r, at::Device device, std::int64_t batc
     const std::string s = b + "/S" + std::to_string(selected);
     for (const auto& variant : readout_variants(in, be)) {
       const double seconds = t.median_seconds(variant.run);
-      r.add_time("readout/" + variant.name + s, seconds, readout_bytes(in));
+      r.add_time("readout/" + variant.name + s, seconds, readout_bytes(in),
+                 copies.seconds(readout_bytes(in)));
       if (selected == 16)
         r.add_ratio("readout_over_block_forward/" + variant.name + s, seconds / block_seconds,
                     readout_limit);
@@ -138,11 +161,20 @@ void bench_batch(const timer& t, report& r, at::Device device, std::int64_t batc
   for (const auto& variant : update_variants(in, be)) {
     const double allocation = t.median_seconds(variant.allocate);
     const double objective = t.median_seconds(variant.objective);
-    r.add_time("allocation/" + variant.name + b, allocation, allocation_bytes(in));
-    r.add_time("token_objective_fwd_bwd/" + variant.name + b, objective, objective_bytes(in));
+    r.add_time("allocation/" + variant.name + b, allocation, allocation_bytes(in),
+               copies.seconds(allocation_bytes(in)));
+    r.add_time("token_objective_fwd_bwd/" + variant.name + b, objective, objective_bytes(in),
+               copies.seconds(objective_bytes(in)));
     r.add_ratio("allocation_objective_over_24_block_forwards/" + variant.name + b,
                 (allocation + objective) / (sd35m::blocks * block_seconds), update_limit);
   }
+#ifdef STAR_BENCH_FUSED
+  if (device.is_cuda()) {
+    const timed_call kernels = fused_objective_kernels(in);
+    r.add_time("token_objective_fwd_bwd/" + kernels.name + b, t.median_seconds(kernels.run),
+               objective_bytes(in), copies.seconds(objective_bytes(in)));
+  }
+#endif
 }
 
 std::string json_list(const std::vector<std::int64_t>& values) {
@@ -184,8 +216,9 @@ int main(int argc, char** argv) {
                         ", \"max\": " + std::to_string(t.plan().max_repeats) +
                         ", \"calls_per_sample\": " + std::to_string(t.plan().calls_per_sample) + "}");
   r.fact("batches", json_list(args.batches));
-  measure_bandwidth(t, r, args.device);
-  for (const std::int64_t batch : args.batches) bench_batch(t, r, args.device, batch);
+  copy_reference copies(t, args.device);
+  measure_bandwidth(copies, r, args.device);
+  for (const std::int64_t batch : args.batches) bench_batch(t, copies, r, args.device, batch);
 
   const std::string json = r.json();
   std::fputs(json.c_str(), stdout);

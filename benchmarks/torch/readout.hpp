@@ -8,7 +8,6 @@
 #include <ATen/ATen.h>
 
 #include <cstdint>
-#include <functional>
 #include <string>
 #include <vector>
 
@@ -16,17 +15,12 @@
 #include "star/attention/text_selection.hpp"
 #include "star/torch/attention_lse.hpp"
 #include "star/torch/backend.hpp"
+#include "timing.hpp"
 #ifdef STAR_BENCH_FUSED
 #include "star/torch/cuda_ops.hpp"
 #endif
 
 namespace star::bench {
-
-/// A named call to time.
-struct timed_call {
-  std::string name;
-  std::function<void()> run;
-};
 
 /// Everything one read-out needs, made before timing.
 struct readout_inputs {

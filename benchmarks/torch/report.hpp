@@ -1,7 +1,7 @@
 #pragma once
 // The one record writer of star-torch-bench: run facts, timed records (with their fraction of
-// the bandwidth measured in the same run) and ratio records (with the limit they are held to),
-// written as one JSON document.
+// the bandwidth measured in the same run, and of a copy of the same bytes) and ratio records
+// (with the limit they are held to), written as one JSON document.
 
 #include <sstream>
 #include <string>
@@ -15,6 +15,7 @@ struct record {
   std::string name;
   double value = 0.0;   ///< seconds, or the ratio
   double bytes = 0.0;   ///< time records: the least traffic of the operation (0: not memory-bound)
+  double copy_seconds = 0.0;  ///< time records: a device copy of `bytes`, timed alike (0: none)
   double limit = -1.0;  ///< ratio records: the requirement `value < limit`; < 0 for time records
 };
 
@@ -32,11 +33,14 @@ class report {
     fact("bandwidth_bytes_per_s", number(bytes_per_second));
   }
 
-  void add_time(std::string name, double seconds, double bytes = 0.0) {
-    records_.push_back({std::move(name), seconds, bytes, -1.0});
+  /// A time; with `bytes`, also its fraction of the bandwidth, and with `copy_seconds`, its
+  /// fraction of the speed of a copy of the same bytes (for calls too small to reach the
+  /// bandwidth, whose floor is the launch and the memory latency).
+  void add_time(std::string name, double seconds, double bytes = 0.0, double copy_seconds = 0.0) {
+    records_.push_back({std::move(name), seconds, bytes, copy_seconds, -1.0});
   }
   void add_ratio(std::string name, double ratio, double limit) {
-    records_.push_back({std::move(name), ratio, 0.0, limit});
+    records_.push_back({std::move(name), ratio, 0.0, 0.0, limit});
   }
 
   std::string json() const {
@@ -74,6 +78,8 @@ class report {
     out += ", \"seconds\": " + number(r.value);
     if (r.bytes > 0.0 && bandwidth_ > 0.0)
       out += ", \"fraction_of_bandwidth\": " + number(r.bytes / r.value / bandwidth_);
+    if (r.copy_seconds > 0.0)
+      out += ", \"fraction_of_same_size_copy\": " + number(r.copy_seconds / r.value);
     return out + "}";
   }
 };

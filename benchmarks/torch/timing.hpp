@@ -11,9 +11,16 @@
 #include <chrono>
 #include <cstddef>
 #include <functional>
+#include <string>
 #include <vector>
 
 namespace star::bench {
+
+/// A named call to time.
+struct timed_call {
+  std::string name;
+  std::function<void()> run;
+};
 
 /// How many calls one measurement makes.
 struct timing_plan {

@@ -4,7 +4,8 @@
 // in three variants:
 // - composite: star::allocate and star::spatial_policy_objective over star::libtorch::backend,
 //   differentiated by autograd;
-// - fused: star::libtorch::allocate_cuda and token_objective_cuda;
+// - fused: star::libtorch::allocate_cuda and token_objective_cuda (and, for the objective, its
+//   two kernels launched directly: fused_objective_kernels);
 // - naive: the same formulas written directly in ATen (no checks, no metrics).
 
 #include <ATen/ATen.h>
@@ -20,6 +21,7 @@
 #include "star/allocation/allocate.hpp"
 #include "star/objective/policy_objective.hpp"
 #include "star/torch/backend.hpp"
+#include "timing.hpp"
 #ifdef STAR_BENCH_FUSED
 #include "star/torch/cuda_ops.hpp"
 #endif
@@ -126,5 +128,43 @@ inline std::vector<update_variant> update_variants(const update_inputs& in,
 #endif
   return variants;
 }
+
+#ifdef STAR_BENCH_FUSED
+/// The fused objective's forward and gradient kernels launched directly on buffers made
+/// beforehand (float32, token mode, no autograd): what the kernels cost on a busy stream
+/// without the LibTorch wrapper's per-call work (allocations, autograd bookkeeping).
+inline timed_call fused_objective_kernels(const update_inputs& in) {
+  const at::Tensor log_prob = in.log_prob.detach();                      // [R, N]
+  const at::Tensor totals = at::empty({6}, log_prob.options());         // [6]
+  const std::size_t bytes = star::cuda::token_objective_workspace_bytes(log_prob.size(0));
+  const at::Tensor workspace = at::empty({static_cast<std::int64_t>(bytes)},
+                                         log_prob.options().dtype(at::kByte));  // [bytes]
+  const at::Tensor d_log_prob = at::empty_like(log_prob);               // [R, N]
+  return {"fused_kernels", [=, &in] {
+            const auto view = [](const at::Tensor& t) {
+              return contiguous_view<const float, 2>(t.data_ptr<float>(), {t.size(0), t.size(1)});
+            };
+            const star::cuda::token_objective_inputs<float> inputs{
+                view(log_prob), view(in.old_log_prob), view(in.allocation),
+                in.advantages.data_ptr<float>(), nullptr, {}};
+            const star::cuda::token_objective_params params{
+                static_cast<float>(policy_objective_options{}.token_clip_range), 0.0f, false};
+            const cudaStream_t stream = libtorch::cuda_detail::current_stream(log_prob.device());
+            libtorch::cuda_detail::check(
+                star::cuda::token_objective_forward(
+                    inputs, params,
+                    reinterpret_cast<star::cuda::token_objective_totals*>(totals.data_ptr<float>()),
+                    workspace.data_ptr(), bytes, stream),
+                "token_objective_forward");
+            libtorch::cuda_detail::check(
+                star::cuda::token_objective_backward(
+                    inputs, params, nullptr,
+                    contiguous_view<float, 2>(d_log_prob.data_ptr<float>(),
+                                              {d_log_prob.size(0), d_log_prob.size(1)}),
+                    {}, stream),
+                "token_objective_backward");
+          }};
+}
+#endif
 
 }  // namespace star::bench
