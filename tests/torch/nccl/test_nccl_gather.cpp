@@ -23,12 +23,15 @@ namespace {
 using namespace std::chrono_literals;
 using namespace star::test::distributed;
 
-/// A one-rank NCCL group on cuda:0 whose watchdog gives up after `timeout`.
-c10::intrusive_ptr<c10d::ProcessGroupNCCL> one_rank_nccl_group(std::chrono::milliseconds timeout) {
+/// The gather over a one-rank NCCL group on cuda:0, its exchange tensors there; the group's
+/// watchdog and every collective give up after 30 s.
+star::libtorch::process_group_gather one_rank_nccl_gather() {
   auto options = c10d::ProcessGroupNCCL::Options::create();
-  options->timeout = timeout;
-  return c10::make_intrusive<c10d::ProcessGroupNCCL>(c10::make_intrusive<c10d::HashStore>(), 0, 1,
-                                                     options);
+  options->timeout = 30s;
+  const auto group = c10::make_intrusive<c10d::ProcessGroupNCCL>(
+      c10::make_intrusive<c10d::HashStore>(), 0, 1, options);
+  return star::libtorch::process_group_gather(
+      group, {.timeout = 30s, .device = c10::Device(c10::kCUDA, 0)});
 }
 
 }  // namespace
@@ -36,22 +39,18 @@ c10::intrusive_ptr<c10d::ProcessGroupNCCL> one_rank_nccl_group(std::chrono::mill
 TEST_CASE("I6 over NCCL: a one-rank group on cuda:0 gives the single-process advantages bit for "
           "bit, int64 and string keys, both std scopes",
           "[cuda][nccl][I6]") {
-  const auto group = one_rank_nccl_group(30s);
-  const star::libtorch::process_group_gather gather(
-      group, {.timeout = 30s, .device = c10::Device(c10::kCUDA, 0)});
+  const auto gather = one_rank_nccl_gather();
   REQUIRE(gather.rank() == 0);
   REQUIRE(gather.size() == 1);
   const auto rewards = epoch_rewards();
   REQUIRE(advantage_lines(rewards, epoch_int_keys(), epoch_string_keys(), gather) ==
-        advantage_lines(rewards, epoch_int_keys(), epoch_string_keys()));
+          advantage_lines(rewards, epoch_int_keys(), epoch_string_keys()));
 }
 
 TEST_CASE("NCCL gather: rewards keep their bits (NaN, infinities, -0) and string keys their bytes "
           "through the GPU",
           "[cuda][nccl]") {
-  const auto group = one_rank_nccl_group(30s);
-  const star::libtorch::process_group_gather gather(
-      group, {.timeout = 30s, .device = c10::Device(c10::kCUDA, 0)});
+  const auto gather = one_rank_nccl_gather();
   const std::vector<double> rewards{1.0, -0.0, std::numeric_limits<double>::quiet_NaN(),
                                     std::numeric_limits<double>::infinity(), -2.5e-300};
   const std::vector<std::string> keys{"a", "", std::string("nul\0byte", 8), "\xe6\x97\xa5", "a"};
