@@ -52,8 +52,9 @@ constexpr std::size_t relevance_workspace_bytes(std::int64_t batch, std::int64_t
 /// image rows `n`, text keys `j` and the LSE rows placed in the joint sequence by `layout`.
 /// Cost `O(B H N |S| D)`; reads the image rows of `q` once per chunk of 16 columns, with
 /// 16-byte loads where rows are `D`-contiguous and 16-byte aligned. float16 and bfloat16 run
-/// on tensor cores on compute capability 8.0 and later (one launch per chunk), everything else
-/// on CUDA cores (one launch per chunk and one for the head mean, through `workspace`).
+/// on tensor cores on compute capability 8.0 and later where a block may use 105 KiB of shared
+/// memory (sm_80, sm_90; one launch per chunk), everything else on CUDA cores (one launch per
+/// chunk and one for the head mean, through `workspace`).
 /// Launches are queued on `stream`; nothing is synchronised.
 /// @param in            q, k, lse, columns, weights, scale, block weight
 /// @param layout        where the image and text tokens sit in `T`

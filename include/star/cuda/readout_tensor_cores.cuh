@@ -28,20 +28,6 @@ inline constexpr int mma_rows = 32;
 /// pieces of 8; longer heads take several passes.
 inline constexpr int mma_pass_dims = 64;
 
-/// @brief Whether `accumulate_relevance<T>` runs on tensor cores on the current device.
-template <class T>
-bool readout_uses_tensor_cores() {
-  if constexpr (sizeof(T) != 2) {
-    return false;
-  } else {
-    int device = 0, major = 0;
-    return cudaGetDevice(&device) == cudaSuccess &&
-           cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device) ==
-               cudaSuccess &&
-           major >= 8;
-  }
-}
-
 /// @brief `c += a b` for a 16x16 row-major `a` and a 16x8 column-major `b` of `T` (float16 or
 /// bfloat16), float32 `c`, in the register layout of PTX `mma.m16n8k16`.
 template <class T>
@@ -140,6 +126,26 @@ inline constexpr int mma_stages = 2;
 template <int NTiles>
 constexpr std::size_t tensor_core_shared_bytes() {
   return sizeof(uint4) * 32 * operand_slots<NTiles>::count * mma_stages * mma_warps;
+}
+
+/// @brief Whether `accumulate_relevance<T>` runs on tensor cores on the current device: 16-bit
+/// `T`, compute capability 8.0 or later, and room for the staged operands of a block (sm_86
+/// and sm_89 allow a block 99 KiB, less than the 104 KiB of two n8 tiles: CUDA cores there).
+template <class T>
+bool readout_uses_tensor_cores() {
+  if constexpr (sizeof(T) != 2) {
+    return false;
+  } else {
+    int device = 0, major = 0, shared = 0;
+    return cudaGetDevice(&device) == cudaSuccess &&
+           cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device) ==
+               cudaSuccess &&
+           cudaDeviceGetAttribute(&shared, cudaDevAttrMaxSharedMemoryPerBlockOptin, device) ==
+               cudaSuccess &&
+           major >= 8 &&
+           static_cast<std::size_t>(shared) >=
+               tensor_core_shared_bytes<2>() + sizeof(float) * mma_warps * mma_rows;
+  }
 }
 
 /// @brief Tensor-core read-out of one chunk of columns: for every image row of the block,
