@@ -121,11 +121,12 @@ class copy_reference {
 
 /// Bytes per second of a large device copy (read + write): 1 GiB on CUDA, 512 MiB on the CPU.
 void measure_bandwidth(copy_reference& copies, report& r, at::Device device) {
-  const double bytes = 2.0 * sizeof(float) * static_cast<double>(device.is_cuda() ? (1 << 28) : (1 << 27));
+  const double floats = device.is_cuda() ? (1 << 28) : (1 << 27);
+  const double bytes = 2.0 * sizeof(float) * floats;
   const double seconds = copies.seconds(bytes);
   r.set_bandwidth(bytes / seconds);
-  r.add_time("bandwidth_copy/" + std::to_string(static_cast<std::int64_t>(bytes / 2) >> 20) + "MiB",
-             seconds, bytes);
+  const auto mebibytes = static_cast<std::int64_t>(floats * sizeof(float)) >> 20;
+  r.add_time("bandwidth_copy/" + std::to_string(mebibytes) + "MiB", seconds, bytes);
 }
 
 /// The block forward, the read-outs and the update variants at one batch size.
@@ -168,13 +169,6 @@ void bench_batch(const timer& t, copy_reference& copies, report& r, at::Device d
     r.add_ratio("allocation_objective_over_24_block_forwards/" + variant.name + b,
                 (allocation + objective) / (sd35m::blocks * block_seconds), update_limit);
   }
-#ifdef STAR_BENCH_FUSED
-  if (device.is_cuda()) {
-    const timed_call kernels = fused_objective_kernels(in);
-    r.add_time("token_objective_fwd_bwd/" + kernels.name + b, t.median_seconds(kernels.run),
-               objective_bytes(in), copies.seconds(objective_bytes(in)));
-  }
-#endif
 }
 
 std::string json_list(const std::vector<std::int64_t>& values) {

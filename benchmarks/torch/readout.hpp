@@ -1,8 +1,9 @@
 #pragma once
-// The map read-out of one joint block (star-method.md §3) in three variants:
+// The map read-out of one joint block (star-method.md §3) in four variants:
 // - composite: star's generic operators over star::libtorch::backend with the block's LSE
 //   (what a LibTorch trainer gets without CUDA kernels, on either device);
 // - fused: the fused CUDA kernel (star::libtorch::accumulate_relevance_cuda);
+// - fused_kernels: the same kernel launched directly on buffers made beforehand;
 // - naive: plain LibTorch that materialises the full [B, H, N, T] softmax.
 
 #include <ATen/ATen.h>
@@ -72,6 +73,40 @@ inline at::Tensor naive_readout(const readout_inputs& in) {
   return at::matmul(selected.mean(1), in.weights);                        // [B, N]
 }
 
+#ifdef STAR_BENCH_FUSED
+/// The fused read-out launched directly on buffers made beforehand (no checks, no
+/// allocation): what the kernel costs on a busy stream without the wrapper's per-call work.
+inline timed_call fused_readout_kernels(const readout_inputs& in) {
+  const at::Device device = in.q.device();
+  const std::int64_t batch = in.q.size(0), heads = in.q.size(1);
+  const std::int64_t image = sd35m::layout().image_tokens();
+  const auto options = at::TensorOptions().device(device).dtype(at::kFloat);
+  const at::Tensor relevance = at::zeros({batch, image}, options);  // [B, N]
+  const std::size_t bytes = star::cuda::relevance_workspace_bytes(batch, heads, image);
+  const at::Tensor workspace =
+      at::empty({static_cast<std::int64_t>(bytes)}, options.dtype(at::kByte));  // [bytes]
+  const std::vector<float> weights(in.selection.weights.begin(), in.selection.weights.end());
+  const cudaStream_t stream = libtorch::cuda_detail::current_stream(device);
+  return {"fused_kernels", [=, &in] {
+            libtorch::cuda_detail::dispatch(in.q.scalar_type(), "q", [&]<class A>() {
+              const star::cuda::readout_inputs<libtorch::cuda_detail::kernel_element<A>> inputs{
+                  libtorch::cuda_detail::kernel_view<A, 4>(in.q, "q", device),
+                  libtorch::cuda_detail::kernel_view<A, 4>(in.k, "k", device),
+                  libtorch::view_of<const float, 3>(in.lse, "lse", device),
+                  in.selection.indices,
+                  weights,
+                  static_cast<float>(sd35m::scale),
+                  1.0f};
+              const auto target = libtorch::view_of<float, 2>(relevance, "relevance", device);
+              libtorch::cuda_detail::check(
+                  star::cuda::accumulate_relevance(inputs, sd35m::layout(), target, {},
+                                                   workspace.data_ptr(), bytes, stream),
+                  "accumulate_relevance");
+            });
+          }};
+}
+#endif
+
 /// The read-out variants available on `be`'s device.
 inline std::vector<timed_call> readout_variants(const readout_inputs& in,
                                                 const libtorch::backend& be) {
@@ -89,6 +124,7 @@ inline std::vector<timed_call> readout_variants(const readout_inputs& in,
                               in.q, in.k, in.lse, sd35m::layout(), in.selection.indices,
                               in.selection.weights, sd35m::scale);  // [B, N]
                         }});
+  if (be.device().is_cuda()) variants.push_back(fused_readout_kernels(in));
 #endif
   return variants;
 }

@@ -1,11 +1,11 @@
 #pragma once
 // The per-update work of STAR over R = batch x steps rows of N image tokens: the allocation
 // (star-method.md §4, default options) and the token-mode objective forward + backward (§5),
-// in three variants:
+// in four variants:
 // - composite: star::allocate and star::spatial_policy_objective over star::libtorch::backend,
 //   differentiated by autograd;
-// - fused: star::libtorch::allocate_cuda and token_objective_cuda (and, for the objective, its
-//   two kernels launched directly: fused_objective_kernels);
+// - fused: star::libtorch::allocate_cuda and token_objective_cuda;
+// - fused_kernels: the same kernels launched directly on buffers made beforehand;
 // - naive: the same formulas written directly in ATen (no checks, no metrics).
 
 #include <ATen/ATen.h>
@@ -90,6 +90,63 @@ inline at::Tensor naive_token_loss(const update_inputs& in, double eps) {
       .mean();  // []
 }
 
+#ifdef STAR_BENCH_FUSED
+/// The fused allocation and objective kernels launched directly on buffers made beforehand
+/// (float32, default options, token mode, no autograd): what the kernels cost on a busy stream
+/// without the LibTorch wrappers' per-call work (allocations, checks, autograd bookkeeping).
+inline update_variant fused_kernel_variant(const update_inputs& in) {
+  const std::int64_t rows = in.relevance.size(0), image = in.relevance.size(1);
+  const auto options = in.relevance.options();
+  const at::Tensor lambda = at::full({rows}, allocation_options{}.lambda, options);  // [R]
+  const at::Tensor weights = at::empty({rows, image}, options);                 // [R, N]
+  const at::Tensor used_lambda = at::empty({rows}, options);                    // [R]
+  const at::Tensor entropy = at::empty({rows}, options);                        // [R]
+  const at::Tensor capped = at::empty({rows}, options.dtype(at::kInt));         // [R]
+  const at::Tensor log_prob = in.log_prob.detach();                             // [R, N]
+  const at::Tensor totals = at::empty({6}, options);                            // [6]
+  const std::size_t bytes = star::cuda::token_objective_workspace_bytes(rows);
+  const at::Tensor workspace =
+      at::empty({static_cast<std::int64_t>(bytes)}, options.dtype(at::kByte));  // [bytes]
+  const at::Tensor d_log_prob = at::empty({rows, image}, options);              // [R, N]
+  const auto view = [](const at::Tensor& t) {
+    return contiguous_view<float, 2>(t.data_ptr<float>(), {t.size(0), t.size(1)});
+  };
+  const auto input_view = [](const at::Tensor& t) {
+    return contiguous_view<const float, 2>(t.data_ptr<float>(), {t.size(0), t.size(1)});
+  };
+  const cudaStream_t stream = libtorch::cuda_detail::current_stream(in.relevance.device());
+  return {"fused_kernels",
+          [=, &in] {
+            const star::cuda::allocation_params params{allocation_options{}.tau,
+                                                       lambda.data_ptr<float>(), 0.0f};
+            libtorch::cuda_detail::check(
+                star::cuda::allocate_rows<float>(
+                    input_view(in.relevance), params,
+                    {view(weights), used_lambda.data_ptr<float>(), entropy.data_ptr<float>(),
+                     capped.data_ptr<std::int32_t>()},
+                    stream),
+                "allocate_rows");
+          },
+          [=, &in] {
+            const star::cuda::token_objective_inputs<float> inputs{
+                input_view(log_prob), input_view(in.old_log_prob), input_view(in.allocation),
+                in.advantages.data_ptr<float>(), nullptr, {}};
+            const star::cuda::token_objective_params params{
+                static_cast<float>(policy_objective_options{}.token_clip_range), 0.0f, false};
+            libtorch::cuda_detail::check(
+                star::cuda::token_objective_forward(
+                    inputs, params,
+                    reinterpret_cast<star::cuda::token_objective_totals*>(totals.data_ptr<float>()),
+                    workspace.data_ptr(), bytes, stream),
+                "token_objective_forward");
+            libtorch::cuda_detail::check(
+                star::cuda::token_objective_backward(inputs, params, nullptr, view(d_log_prob), {},
+                                                     stream),
+                "token_objective_backward");
+          }};
+}
+#endif
+
 /// The update variants available on `be`'s device.
 inline std::vector<update_variant> update_variants(const update_inputs& in,
                                                    const libtorch::backend& be) {
@@ -124,47 +181,11 @@ inline std::vector<update_variant> update_variants(const update_inputs& in,
                                               in.advantages, {}, {}, options)[0],
                in);
          }});
+    variants.push_back(fused_kernel_variant(in));
   }
 #endif
   return variants;
 }
 
-#ifdef STAR_BENCH_FUSED
-/// The fused objective's forward and gradient kernels launched directly on buffers made
-/// beforehand (float32, token mode, no autograd): what the kernels cost on a busy stream
-/// without the LibTorch wrapper's per-call work (allocations, autograd bookkeeping).
-inline timed_call fused_objective_kernels(const update_inputs& in) {
-  const at::Tensor log_prob = in.log_prob.detach();                      // [R, N]
-  const at::Tensor totals = at::empty({6}, log_prob.options());         // [6]
-  const std::size_t bytes = star::cuda::token_objective_workspace_bytes(log_prob.size(0));
-  const at::Tensor workspace = at::empty({static_cast<std::int64_t>(bytes)},
-                                         log_prob.options().dtype(at::kByte));  // [bytes]
-  const at::Tensor d_log_prob = at::empty_like(log_prob);               // [R, N]
-  return {"fused_kernels", [=, &in] {
-            const auto view = [](const at::Tensor& t) {
-              return contiguous_view<const float, 2>(t.data_ptr<float>(), {t.size(0), t.size(1)});
-            };
-            const star::cuda::token_objective_inputs<float> inputs{
-                view(log_prob), view(in.old_log_prob), view(in.allocation),
-                in.advantages.data_ptr<float>(), nullptr, {}};
-            const star::cuda::token_objective_params params{
-                static_cast<float>(policy_objective_options{}.token_clip_range), 0.0f, false};
-            const cudaStream_t stream = libtorch::cuda_detail::current_stream(log_prob.device());
-            libtorch::cuda_detail::check(
-                star::cuda::token_objective_forward(
-                    inputs, params,
-                    reinterpret_cast<star::cuda::token_objective_totals*>(totals.data_ptr<float>()),
-                    workspace.data_ptr(), bytes, stream),
-                "token_objective_forward");
-            libtorch::cuda_detail::check(
-                star::cuda::token_objective_backward(
-                    inputs, params, nullptr,
-                    contiguous_view<float, 2>(d_log_prob.data_ptr<float>(),
-                                              {d_log_prob.size(0), d_log_prob.size(1)}),
-                    {}, stream),
-                "token_objective_backward");
-          }};
-}
-#endif
 
 }  // namespace star::bench

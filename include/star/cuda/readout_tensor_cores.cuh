@@ -31,7 +31,8 @@ inline constexpr int mma_pass_dims = 64;
 /// @brief `c += a b` for a 16x16 row-major `a` and a 16x8 column-major `b` of `T` (float16 or
 /// bfloat16), float32 `c`, in the register layout of PTX `mma.m16n8k16`.
 template <class T>
-__device__ inline void mma_16x8x16(float (&c)[4], const unsigned (&a)[4], unsigned b0, unsigned b1) {
+__device__ inline void mma_16x8x16(float (&c)[4], const unsigned (&a)[4], unsigned b0,
+                                   unsigned b1) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
   if constexpr (std::is_same_v<T, __half>)
     asm volatile(
@@ -172,7 +173,8 @@ tensor_core_readout_kernel(strided_view<const T, 4> q, strided_view<const T, 4> 
   const auto row_of = [&](int m, int r) { return block_row + m * 16 + r * 8 + g; };
   const auto slots_of = [&](int unit) {
     constexpr int count = operand_slots<NTiles>::count;
-    return operand_slots<NTiles>{staged + ((warp * mma_stages + unit % mma_stages) * count) * 32 + lane};
+    const int buffer = warp * mma_stages + unit % mma_stages;
+    return operand_slots<NTiles>{staged + buffer * count * 32 + lane};
   };
 
   // Starts staging the operands of `unit`, as one group of copies.
