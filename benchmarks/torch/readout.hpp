@@ -74,8 +74,9 @@ inline at::Tensor naive_readout(const readout_inputs& in) {
 }
 
 #ifdef STAR_BENCH_FUSED
-/// The fused read-out launched directly on buffers made beforehand (no checks, no
-/// allocation): what the kernel costs on a busy stream without the wrapper's per-call work.
+/// The fused read-out launched directly on buffers made beforehand: what the kernel costs on a
+/// busy stream without the wrapper's per-call work (its argument checks, allocations and the
+/// zeroed accumulator; the launcher's own checks remain).
 inline timed_call fused_readout_kernels(const readout_inputs& in) {
   const at::Device device = in.q.device();
   const std::int64_t batch = in.q.size(0), heads = in.q.size(1);
@@ -89,14 +90,8 @@ inline timed_call fused_readout_kernels(const readout_inputs& in) {
   const cudaStream_t stream = libtorch::cuda_detail::current_stream(device);
   return {"fused_kernels", [=, &in] {
             libtorch::cuda_detail::dispatch(in.q.scalar_type(), "q", [&]<class A>() {
-              const star::cuda::readout_inputs<libtorch::cuda_detail::kernel_element<A>> inputs{
-                  libtorch::cuda_detail::kernel_view<A, 4>(in.q, "q", device),
-                  libtorch::cuda_detail::kernel_view<A, 4>(in.k, "k", device),
-                  libtorch::view_of<const float, 3>(in.lse, "lse", device),
-                  in.selection.indices,
-                  weights,
-                  static_cast<float>(sd35m::scale),
-                  1.0f};
+              const auto inputs = libtorch::cuda_detail::readout_inputs_of<A>(
+                  in.q, in.k, in.lse, in.selection.indices, weights, sd35m::scale, 1.0, device);
               const auto target = libtorch::view_of<float, 2>(relevance, "relevance", device);
               libtorch::cuda_detail::check(
                   star::cuda::accumulate_relevance(inputs, sd35m::layout(), target, {},

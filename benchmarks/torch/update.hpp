@@ -82,7 +82,8 @@ inline at::Tensor naive_allocation(const at::Tensor& relevance, const allocation
   return map * ((1.0 - options.lambda) * relevance.size(1)) + options.lambda;  // [R, N]
 }
 
-/// `mean max(-Â rho, -Â clip(rho, 1 - eps, 1 + eps))` with `Â = A W`, `rho = exp(ell - ell_old)`.
+/// `mean max(-Â rho, -Â clip(rho, 1 - eps, 1 + eps))` with `Â = A W`,
+/// `rho = exp(ell - ell_old)`.
 inline at::Tensor naive_token_loss(const update_inputs& in, double eps) {
   const auto ratio = at::exp(in.log_prob - in.old_log_prob);          // [R, N]
   const auto advantage = in.advantages.unsqueeze(1) * in.allocation;  // [R, N]
@@ -91,57 +92,62 @@ inline at::Tensor naive_token_loss(const update_inputs& in, double eps) {
 }
 
 #ifdef STAR_BENCH_FUSED
+/// `t` ([R, N] float32, contiguous) as the kernels' view, of `float` or `const float`.
+template <class E>
+strided_view<E, 2> rows_view(const at::Tensor& t) {
+  return contiguous_view<E, 2>(t.data_ptr<float>(), {t.size(0), t.size(1)});
+}
+
 /// The fused allocation and objective kernels launched directly on buffers made beforehand
-/// (float32, default options, token mode, no autograd): what the kernels cost on a busy stream
-/// without the LibTorch wrappers' per-call work (allocations, checks, autograd bookkeeping).
-inline update_variant fused_kernel_variant(const update_inputs& in) {
+/// (float32, no autograd), with the options and `lambda` ([R]) of the `fused` variant: what
+/// the kernels cost on a busy stream without the LibTorch wrappers' per-call work
+/// (allocations, argument checks, autograd bookkeeping).
+inline update_variant fused_kernel_variant(const update_inputs& in,
+                                           const allocation_options& allocation,
+                                           const policy_objective_options& objective,
+                                           const at::Tensor& lambda) {
   const std::int64_t rows = in.relevance.size(0), image = in.relevance.size(1);
   const auto options = in.relevance.options();
-  const at::Tensor lambda = at::full({rows}, allocation_options{}.lambda, options);  // [R]
-  const at::Tensor weights = at::empty({rows, image}, options);                 // [R, N]
-  const at::Tensor used_lambda = at::empty({rows}, options);                    // [R]
-  const at::Tensor entropy = at::empty({rows}, options);                        // [R]
-  const at::Tensor capped = at::empty({rows}, options.dtype(at::kInt));         // [R]
-  const at::Tensor log_prob = in.log_prob.detach();                             // [R, N]
-  const at::Tensor totals = at::empty({6}, options);                            // [6]
+  const at::Tensor weights = at::empty({rows, image}, options);          // [R, N]
+  const at::Tensor used_lambda = at::empty({rows}, options);             // [R]
+  const at::Tensor entropy = at::empty({rows}, options);                 // [R]
+  const at::Tensor capped = at::empty({rows}, options.dtype(at::kInt));  // [R]
+  const at::Tensor log_prob = in.log_prob.detach();                      // [R, N]
+  const at::Tensor totals = at::empty({6}, options);                     // [6]
   const std::size_t bytes = star::cuda::token_objective_workspace_bytes(rows);
   const at::Tensor workspace =
       at::empty({static_cast<std::int64_t>(bytes)}, options.dtype(at::kByte));  // [bytes]
   const at::Tensor d_log_prob = at::empty({rows, image}, options);              // [R, N]
-  const auto view = [](const at::Tensor& t) {
-    return contiguous_view<float, 2>(t.data_ptr<float>(), {t.size(0), t.size(1)});
-  };
-  const auto input_view = [](const at::Tensor& t) {
-    return contiguous_view<const float, 2>(t.data_ptr<float>(), {t.size(0), t.size(1)});
-  };
+  const star::cuda::allocation_params allocation_params{
+      static_cast<float>(allocation.tau), lambda.data_ptr<float>(),
+      static_cast<float>(allocation.w_max.value_or(0.0))};
+  const star::cuda::token_objective_params objective_params{
+      static_cast<float>(objective.token_clip_range), static_cast<float>(objective.beta), false};
   const cudaStream_t stream = libtorch::cuda_detail::current_stream(in.relevance.device());
   return {"fused_kernels",
           [=, &in] {
-            const star::cuda::allocation_params params{allocation_options{}.tau,
-                                                       lambda.data_ptr<float>(), 0.0f};
             libtorch::cuda_detail::check(
                 star::cuda::allocate_rows<float>(
-                    input_view(in.relevance), params,
-                    {view(weights), used_lambda.data_ptr<float>(), entropy.data_ptr<float>(),
-                     capped.data_ptr<std::int32_t>()},
+                    rows_view<const float>(in.relevance), allocation_params,
+                    {rows_view<float>(weights), used_lambda.data_ptr<float>(),
+                     entropy.data_ptr<float>(), capped.data_ptr<std::int32_t>()},
                     stream),
                 "allocate_rows");
           },
           [=, &in] {
             const star::cuda::token_objective_inputs<float> inputs{
-                input_view(log_prob), input_view(in.old_log_prob), input_view(in.allocation),
-                in.advantages.data_ptr<float>(), nullptr, {}};
-            const star::cuda::token_objective_params params{
-                static_cast<float>(policy_objective_options{}.token_clip_range), 0.0f, false};
+                rows_view<const float>(log_prob), rows_view<const float>(in.old_log_prob),
+                rows_view<const float>(in.allocation), in.advantages.data_ptr<float>(), nullptr,
+                {}};
+            auto* const sums = reinterpret_cast<star::cuda::token_objective_totals*>(
+                totals.data_ptr<float>());
             libtorch::cuda_detail::check(
-                star::cuda::token_objective_forward(
-                    inputs, params,
-                    reinterpret_cast<star::cuda::token_objective_totals*>(totals.data_ptr<float>()),
-                    workspace.data_ptr(), bytes, stream),
+                star::cuda::token_objective_forward(inputs, objective_params, sums,
+                                                    workspace.data_ptr(), bytes, stream),
                 "token_objective_forward");
             libtorch::cuda_detail::check(
-                star::cuda::token_objective_backward(inputs, params, nullptr, view(d_log_prob), {},
-                                                     stream),
+                star::cuda::token_objective_backward(inputs, objective_params, nullptr,
+                                                     rows_view<float>(d_log_prob), {}, stream),
                 "token_objective_backward");
           }};
 }
@@ -181,11 +187,10 @@ inline std::vector<update_variant> update_variants(const update_inputs& in,
                                               in.advantages, {}, {}, options)[0],
                in);
          }});
-    variants.push_back(fused_kernel_variant(in));
+    variants.push_back(fused_kernel_variant(in, allocation, objective, lambda));
   }
 #endif
   return variants;
 }
-
 
 }  // namespace star::bench

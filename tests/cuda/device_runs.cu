@@ -109,15 +109,17 @@ bool device_available(std::string& why) {
   return count > 0;
 }
 
-readout_run run_readout(const readout_case& c, element type, std::int64_t q_offset,
-                        readout_path path) {
+readout_run run_readout(const readout_case& c, element type, const readout_options& options) {
   return dispatch(type, [&]<class T>() {
     const std::int64_t tokens = c.layout.total_tokens(), image = c.layout.image_tokens();
     const auto columns = static_cast<std::int64_t>(c.columns.size());
-    auto q_values = heads_interleaved(c.q, c.batch, c.heads, tokens, c.head_dim);
-    q_values.insert(q_values.begin(), static_cast<std::size_t>(q_offset), 0.0);
-    const auto q = upload<T>(q_values);
-    const auto k = upload<T>(heads_interleaved(c.k, c.batch, c.heads, tokens, c.head_dim));
+    const auto offset_upload = [&](const std::vector<double>& values, std::int64_t offset) {
+      auto stored = heads_interleaved(values, c.batch, c.heads, tokens, c.head_dim);
+      stored.insert(stored.begin(), static_cast<std::size_t>(offset), 0.0);
+      return upload<T>(stored);
+    };
+    const auto q = offset_upload(c.q, options.q_offset);
+    const auto k = offset_upload(c.k, options.k_offset);
     const auto lse = upload<float>(c.lse);
     const auto relevance = upload<float>(c.relevance_in);
     device_buffer<float> probabilities(c.batch * c.heads * image * columns);
@@ -129,8 +131,8 @@ readout_run run_readout(const readout_case& c, element type, std::int64_t q_offs
                                                  c.heads * c.head_dim, 1};
     std::vector<float> weights(c.weights.begin(), c.weights.end());
     const star::cuda::readout_inputs<T> in{
-        {q.data + q_offset, qk_extents, qk_strides},
-        {k.data, qk_extents, qk_strides},
+        {q.data + options.q_offset, qk_extents, qk_strides},
+        {k.data + options.k_offset, qk_extents, qk_strides},
         star::contiguous_view<const float, 3>(lse.data, {c.batch, c.heads, tokens}),
         c.columns,
         weights,
@@ -139,9 +141,12 @@ readout_run run_readout(const readout_case& c, element type, std::int64_t q_offs
     readout_run run{};
     const auto relevance_view = star::contiguous_view<float, 2>(relevance.data, {c.batch, image});
     const auto probabilities_view =
-        star::contiguous_view<float, 4>(probabilities.data, {c.batch, c.heads, image, columns});
+        options.probabilities
+            ? star::contiguous_view<float, 4>(probabilities.data,
+                                              {c.batch, c.heads, image, columns})
+            : star::strided_view<float, 4>{};
     run.status =
-        path == readout_path::automatic
+        options.path == readout_path::automatic
             ? star::cuda::accumulate_relevance(in, c.layout, relevance_view, probabilities_view,
                                                workspace.data, bytes, nullptr)
             : star::cuda::readout_detail::queue_readout(
@@ -151,9 +156,23 @@ readout_run run_readout(const readout_case& c, element type, std::int64_t q_offs
     run.status = cudaDeviceSynchronize();
     if (run.status != cudaSuccess) return run;
     run.relevance = download(relevance.data, c.batch * image);
-    run.probabilities = download(probabilities.data, c.batch * c.heads * image * columns);
+    if (options.probabilities)
+      run.probabilities = download(probabilities.data, c.batch * c.heads * image * columns);
     return run;
   });
+}
+
+readout_kernel_choice readout_kernel_on_this_device() {
+  using namespace star::cuda::readout_detail;
+  int device = 0;
+  cudaDeviceProp properties{};
+  if (cudaGetDevice(&device) != cudaSuccess ||
+      cudaGetDeviceProperties(&properties, device) != cudaSuccess)
+    return {false, false, "unknown"};
+  return {readout_uses_tensor_cores<__half>() && readout_uses_tensor_cores<__nv_bfloat16>(),
+          properties.major >= 8 && properties.sharedMemPerBlockOptin >= tensor_core_block_bytes(),
+          std::string(properties.name) + ", sm_" + std::to_string(properties.major) +
+              std::to_string(properties.minor)};
 }
 
 allocation_run run_allocation(const allocation_case& c, element type) {

@@ -50,10 +50,26 @@ enum class readout_path {
   cuda_cores,  // the CUDA-core kernel whatever the type and device (its only use on sm_80+)
 };
 
-/// Runs one read-out; `q_offset` elements before q's first element move its data pointer off
-/// the 16-byte alignment of the allocation (the kernel must then load element by element).
-readout_run run_readout(const readout_case& c, element type, std::int64_t q_offset = 0,
-                        readout_path path = readout_path::automatic);
+/// How one read-out is run.
+struct readout_options {
+  std::int64_t q_offset = 0;  // elements before q's first one: its pointer off 16-byte alignment
+  std::int64_t k_offset = 0;  // the same for k
+  bool probabilities = true;  // ask for the probabilities (else only R)
+  readout_path path = readout_path::automatic;
+};
+
+/// Runs one read-out (misaligned q or k: the kernels must load element by element).
+readout_run run_readout(const readout_case& c, element type, const readout_options& options = {});
+
+/// Which kernel `accumulate_relevance` picks for 16-bit elements on this device, and which it
+/// should: tensor cores where the compute capability is 8.0 or more and a block may have the
+/// kernel's shared memory.
+struct readout_kernel_choice {
+  bool tensor_cores;           // what the launcher picks
+  bool tensor_cores_expected;  // what the device's properties call for
+  std::string device;          // name and compute capability
+};
+readout_kernel_choice readout_kernel_on_this_device();
 
 /// One allocation launch over [B, N] relevance maps.
 struct allocation_case {

@@ -79,13 +79,20 @@ std::vector<double> joint_rows_lse(const std::vector<double>& image_lse, std::in
   return joint;
 }
 
+/// Elements before q's and k's first ones, moving their pointers off 16-byte alignment.
+struct qk_offsets {
+  std::int64_t q = 0, k = 0;
+};
+
 /// Read-out of random q, k against reference attention_probabilities + relevance_map, float16
 /// and bfloat16 on both kernels (tensor cores on sm_80+, and CUDA cores). Where `head_dim` is
 /// a multiple of 16 bytes' worth of elements (8 for float16 / bfloat16, 4 for float32) and
-/// `q_offset` is 0, the kernels read q rows with 16-byte loads; otherwise element by element.
+/// the offsets are 0, the kernels read rows with 16-byte loads; otherwise element by element.
+/// Each kernel runs twice, the second time without the probabilities output: its R must have
+/// the same bits (one fixed order of summation, and nothing depends on that output).
 void readout_matches_reference(const star::token_layout& layout, std::vector<std::int64_t> columns,
-                               std::int64_t head_dim, std::uint64_t seed,
-                               std::int64_t q_offset = 0, std::int64_t heads = 3) {
+                               std::int64_t head_dim, std::uint64_t seed, qk_offsets offsets = {},
+                               std::int64_t heads = 3) {
   const reference_backend be{};
   const std::int64_t batch = 2, tokens = layout.total_tokens(),
                      image = layout.image_tokens(), selected = columns.size();
@@ -118,16 +125,28 @@ void readout_matches_reference(const star::token_layout& layout, std::vector<std
       if (type == element::f32 && path == readout_path::cuda_cores) continue;  // the same run
       const std::string what =
           name_of(type) + (path == readout_path::cuda_cores ? " (CUDA cores)" : "");
-      const readout_run run = run_readout(c, type, q_offset, path);
+      readout_options options{.q_offset = offsets.q, .k_offset = offsets.k, .path = path};
+      const readout_run run = run_readout(c, type, options);
       check(run.status == 0, "read-out launch status " + std::to_string(run.status));
       if (run.status != 0) continue;
       check_close(run.probabilities, be.to_host(probs), tolerance(type), "probabilities " + what);
       check_close(run.relevance, expected, tolerance(type), "relevance " + what);
+      options.probabilities = false;
+      const readout_run again = run_readout(c, type, options);
+      check(again.status == 0 && again.relevance == run.relevance,
+            "relevance " + what + " without the probabilities output: the same bits");
     }
   }
 }
 
 void test_readout() {
+  // Where the device allows the tensor-core kernel, 16-bit types must get it (otherwise
+  // "automatic" would test the CUDA-core kernel twice).
+  const readout_kernel_choice choice = readout_kernel_on_this_device();
+  std::printf(" %s: 16-bit read-out on %s\n", choice.device.c_str(),
+              choice.tensor_cores ? "tensor cores" : "CUDA cores");
+  check(choice.tensor_cores == choice.tensor_cores_expected,
+        "16-bit read-out kernel choice on " + choice.device);
   // 30 image rows: one block of 128 rows, most of it past N
   readout_matches_reference(star::token_layout::sd3(6, 5, 12), {0, 3, 80, 88}, 40, 11);
   // D = 13: element-wise loads, a partial last slice of D
@@ -135,7 +154,9 @@ void test_readout() {
   // D = 12: 16-byte loads in float32, element-wise in float16 / bfloat16
   readout_matches_reference(star::token_layout::sd3(6, 5, 12), {0, 3, 80, 88}, 12, 15);
   // q one element past an aligned address: element-wise loads in every type
-  readout_matches_reference(star::token_layout::sd3(6, 5, 12), {0, 3, 80, 88}, 40, 16, 1);
+  readout_matches_reference(star::token_layout::sd3(6, 5, 12), {0, 3, 80, 88}, 40, 16, {.q = 1});
+  // only k off alignment: the tensor-core kernel loads both element by element
+  readout_matches_reference(star::token_layout::sd3(6, 5, 12), {0, 3, 80, 88}, 40, 18, {.k = 1});
   // more than one chunk of 16 columns, text block first
   star::token_layout text_first{4, 7, {{"clip", 9}, {"t5", 21}}, false};
   std::vector<std::int64_t> many(21);
@@ -146,7 +167,7 @@ void test_readout() {
   // 11 heads (more than the 8 warps of a tensor-core block), D = 136 (three passes of 64, the
   // last one partial), 9 columns (a second, partial n8 tile)
   readout_matches_reference(star::token_layout::sd3(6, 7, 10), {0, 1, 2, 3, 4, 5, 6, 7, 9}, 136,
-                            17, 0, 11);
+                            17, {}, 11);
 }
 
 /// I3: with every text column selected (weight 1) and the LSE of the whole row, R equals the

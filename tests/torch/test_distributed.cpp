@@ -18,15 +18,14 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <bit>
 #include <chrono>
 #include <cstdint>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
-#include <iomanip>
 #include <limits>
 #include <optional>
+#include <span>
 #include <sstream>
 #include <string>
 #include <thread>

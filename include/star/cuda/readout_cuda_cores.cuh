@@ -49,7 +49,8 @@ __device__ inline void load_slice(const strided_view<const T, 4>& q, int b, int 
   } else {
     const int dim = static_cast<int>(q.extents[3]);
 #pragma unroll
-    for (int e = 0; e < width; ++e) out[e] = first + e < dim ? to_float(q(b, h, t, first + e)) : 0.0f;
+    for (int e = 0; e < width; ++e)
+      out[e] = first + e < dim ? to_float(q(b, h, t, first + e)) : 0.0f;
   }
 }
 
@@ -142,7 +143,8 @@ selected_columns_kernel(strided_view<const T, 4> q, strided_view<const T, 4> k,
   const int my_tiles = (tiles - static_cast<int>(blockIdx.x) + static_cast<int>(gridDim.x) - 1) /
                        static_cast<int>(gridDim.x);
   const auto first_row_of = [&](int step) {
-    const int tile = static_cast<int>(blockIdx.x) + step / steps_per_tile * static_cast<int>(gridDim.x);
+    const int tile =
+        static_cast<int>(blockIdx.x) + step / steps_per_tile * static_cast<int>(gridDim.x);
     return static_cast<std::int64_t>(tile) * rows_per_tile + group;
   };
   const auto load_step = [&](int step, float (&out)[rows_per_thread][width]) {
@@ -192,14 +194,16 @@ selected_columns_kernel(strided_view<const T, 4> q, strided_view<const T, 4> k,
   }
 }
 
-/// @brief `relevance[b, n] += block_weight / H * sum_h partial[h][b][n]`, one thread per (b, n).
-static __global__ void head_mean_kernel(const float* partial, std::int64_t heads,
-                                        float block_weight, strided_view<float, 2> relevance) {
+/// @brief `relevance[b, n] += block_weight / H * sum_h partial[h][b][n]`, one thread per (b, n);
+/// a template over the partial sums' type, so that the header defines it once for every file.
+template <class Partial>
+__global__ void head_mean_kernel(const Partial* partial, std::int64_t heads, float block_weight,
+                                 strided_view<float, 2> relevance) {
   const std::int64_t batch = relevance.extents[0], image_tokens = relevance.extents[1];
   const std::int64_t i = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (i >= batch * image_tokens) return;
   float sum = 0.0f;
-  for (std::int64_t h = 0; h < heads; ++h) sum += partial[h * batch * image_tokens + i];
+  for (std::int64_t h = 0; h < heads; ++h) sum += to_float(partial[h * batch * image_tokens + i]);
   relevance(i / image_tokens, i % image_tokens) += block_weight / static_cast<float>(heads) * sum;
 }
 
@@ -217,7 +221,8 @@ cudaError_t cuda_core_readout(const readout_inputs<T>& in, const column_chunk& c
                                                  : selected_columns_kernel<T, false>;
   const dim3 grid(blocks_for(blocks_for(image_tokens, rows_per_tile), tiles_per_block),
                   static_cast<unsigned>(batch), static_cast<unsigned>(heads));
-  const std::size_t shared = chunk_columns * ((head_dim + width - 1) / width * width) * sizeof(float);
+  const std::size_t padded_dim = (head_dim + width - 1) / width * width;
+  const std::size_t shared = chunk_columns * padded_dim * sizeof(float);
   kernel<<<grid, block_threads, shared, stream>>>(in.q, in.k, in.lse, chunk, image_begin,
                                                   image_tokens, in.scale, first_chunk, partial,
                                                   probabilities);
@@ -225,10 +230,9 @@ cudaError_t cuda_core_readout(const readout_inputs<T>& in, const column_chunk& c
 }
 
 /// @brief Queues `relevance += block_weight / H * sum_h partial[h]` on `stream`.
-[[maybe_unused]] static cudaError_t add_head_mean(const float* partial, std::int64_t heads,
-                                                  float block_weight,
-                                                  strided_view<float, 2> relevance,
-                                                  cudaStream_t stream) {
+template <class Partial>
+cudaError_t add_head_mean(const Partial* partial, std::int64_t heads, float block_weight,
+                          strided_view<float, 2> relevance, cudaStream_t stream) {
   const std::int64_t rows = relevance.extents[0] * relevance.extents[1];
   head_mean_kernel<<<blocks_for(rows, row_block_threads), row_block_threads, 0, stream>>>(
       partial, heads, block_weight, relevance);

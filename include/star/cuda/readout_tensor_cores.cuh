@@ -8,11 +8,12 @@
 /// block owns 32 image rows of one batch element for all heads; its 8 warps split the heads
 /// and add their sums in a fixed order, so the result does not depend on scheduling.
 
+#include <array>
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
 #include <type_traits>
-#include <utility>
 
 #include "star/core/strided_view.hpp"
 #include "star/cuda/common.cuh"
@@ -47,35 +48,44 @@ __device__ inline void mma_16x8x16(float (&c)[4], const unsigned (&a)[4], unsign
         : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
         : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
 #else
-  __trap();  // never launched: the launcher checks the compute capability
+  __trap();  // never launched: readout_uses_tensor_cores checks the compiled architecture
 #endif
 }
 
-/// @brief Starts copying 16 bytes from `source` to `target` in shared memory without waiting
-/// (`cp.async`, L2 only); zeros where `valid` is false (then nothing is read).
-__device__ inline void copy_16_async(void* target, const void* source, bool valid) {
+/// @brief Starts copying `Bytes` (16 or 4) from `source` to `target` in shared memory without
+/// waiting (`cp.async`; 16 bytes bypass L1); zeros where `valid` is false (then nothing is read).
+template <int Bytes>
+__device__ inline void copy_async(void* target, const void* source, bool valid) {
+  static_assert(Bytes == 16 || Bytes == 4);
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
   const auto address = static_cast<unsigned>(__cvta_generic_to_shared(target));
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(address), "l"(source),
-               "r"(valid ? 16 : 0)
-               : "memory");
-}
-
-/// @brief Starts copying the float at `source` to `target` in shared memory; zero where
-/// `valid` is false.
-__device__ inline void copy_4_async(float* target, const float* source, bool valid) {
-  const auto address = static_cast<unsigned>(__cvta_generic_to_shared(target));
-  asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(address), "l"(source),
-               "r"(valid ? 4 : 0)
-               : "memory");
+  const int size = valid ? Bytes : 0;
+  if constexpr (Bytes == 16)
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(address), "l"(source),
+                 "r"(size)
+                 : "memory");
+  else
+    asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(address), "l"(source),
+                 "r"(size)
+                 : "memory");
+#else
+  __trap();  // never launched: readout_uses_tensor_cores checks the compiled architecture
+#endif
 }
 
 /// @brief Closes the group of copies this thread started since the last call.
-__device__ inline void commit_copies() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
+__device__ inline void commit_copies() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  asm volatile("cp.async.commit_group;\n" ::: "memory");
+#endif
+}
 
 /// @brief Waits until at most `Pending` of this thread's groups of copies are unfinished.
 template <int Pending>
 __device__ inline void wait_for_copies() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
   asm volatile("cp.async.wait_group %0;\n" ::"n"(Pending) : "memory");
+#endif
 }
 
 /// @brief Puts elements `first .. first + 8` of row `(b, h, t)` of `x` into `target`, zeros
@@ -87,7 +97,7 @@ __device__ inline void stage_piece(uint4* target, const strided_view<const T, 4>
   const int dim = static_cast<int>(x.extents[3]);
   if constexpr (Vectorized) {
     const bool inside = valid && first < dim;
-    copy_16_async(target, inside ? &x(b, h, t, first) : x.data, inside);
+    copy_async<16>(target, inside ? &x(b, h, t, first) : x.data, inside);
   } else {
     T elements[8];
 #pragma unroll
@@ -129,24 +139,10 @@ constexpr std::size_t tensor_core_shared_bytes() {
   return sizeof(uint4) * 32 * operand_slots<NTiles>::count * mma_stages * mma_warps;
 }
 
-/// @brief Whether `accumulate_relevance<T>` runs on tensor cores on the current device: 16-bit
-/// `T`, compute capability 8.0 or later, and room for the staged operands of a block (sm_86
-/// and sm_89 allow a block 99 KiB, less than the 104 KiB of two n8 tiles: CUDA cores there).
-template <class T>
-bool readout_uses_tensor_cores() {
-  if constexpr (sizeof(T) != 2) {
-    return false;
-  } else {
-    int device = 0, major = 0, shared = 0;
-    return cudaGetDevice(&device) == cudaSuccess &&
-           cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device) ==
-               cudaSuccess &&
-           cudaDeviceGetAttribute(&shared, cudaDevAttrMaxSharedMemoryPerBlockOptin, device) ==
-               cudaSuccess &&
-           major >= 8 &&
-           static_cast<std::size_t>(shared) >=
-               tensor_core_shared_bytes<2>() + sizeof(float) * mma_warps * mma_rows;
-  }
+/// @brief All the shared memory of the largest tensor-core block: the staged operands of two
+/// n8 tiles and the warps' row sums.
+constexpr std::size_t tensor_core_block_bytes() {
+  return tensor_core_shared_bytes<2>() + sizeof(float) * mma_warps * mma_rows;
 }
 
 /// @brief Tensor-core read-out of one chunk of columns: for every image row of the block,
@@ -162,7 +158,7 @@ tensor_core_readout_kernel(strided_view<const T, 4> q, strided_view<const T, 4> 
                            float block_weight, strided_view<float, 2> relevance,
                            strided_view<float, 4> probabilities) {
   extern __shared__ uint4 staged[];  // [warp][stage][slot][lane]
-  __shared__ float warp_sums[mma_warps][mma_rows];
+  __shared__ float warp_sums[mma_warps][mma_rows];  // counted in tensor_core_block_bytes
   const int b = static_cast<int>(blockIdx.y);
   const int warp = static_cast<int>(threadIdx.x) / 32, lane = static_cast<int>(threadIdx.x) % 32;
   const int g = lane / 4, c = lane % 4;
@@ -193,8 +189,8 @@ tensor_core_readout_kernel(strided_view<const T, 4> q, strided_view<const T, 4> 
           stage_piece<T, Vectorized>(slots.q(m, r, piece), q, b, h, image_begin + n,
                                      first + 32 * piece, row_valid);
         const bool lse_wanted = row_valid && pass == passes - 1;
-        copy_4_async(slots.lse() + 2 * m + r, lse_wanted ? &lse(b, h, image_begin + n) : lse.data,
-                     lse_wanted);
+        copy_async<4>(slots.lse() + 2 * m + r,
+                      lse_wanted ? &lse(b, h, image_begin + n) : lse.data, lse_wanted);
       }
 #pragma unroll
     for (int nt = 0; nt < NTiles; ++nt) {
@@ -273,8 +269,62 @@ tensor_core_readout_kernel(strided_view<const T, 4> q, strided_view<const T, 4> 
   }
 }
 
+/// @brief Lets one tensor-core kernel take its dynamic shared memory (above the default 48 KiB)
+/// on the current device, and as much of L1 as shared memory as the device allows, so that two
+/// blocks fit on an SM where there is room (228 KiB on sm_90).
+template <class T, bool Vectorized, int NTiles>
+bool allow_shared_memory() {
+  const auto kernel = tensor_core_readout_kernel<T, Vectorized, NTiles>;
+  return cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                              static_cast<int>(tensor_core_shared_bytes<NTiles>())) ==
+             cudaSuccess &&
+         cudaFuncSetAttribute(kernel, cudaFuncAttributePreferredSharedMemoryCarveout,
+                              static_cast<int>(cudaSharedmemCarveoutMaxShared)) == cudaSuccess;
+}
+
+/// @brief Whether the tensor-core read-out of `T` can run on `device` (the current one), and if
+/// so, sets up its kernels there: compute capability 8.0 or later, in the compiled code too (a
+/// build for an older architecture holds only traps), and room for the staged operands of a
+/// block (sm_86 and sm_89 allow a block 99 KiB, less than the 104 KiB of two n8 tiles: CUDA
+/// cores there). Leaves no error behind for `cudaGetLastError`.
+template <class T>
+bool prepare_tensor_core_kernels(int device) {
+  int major = 0, shared = 0;
+  cudaFuncAttributes compiled{};
+  bool usable =
+      cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device) == cudaSuccess &&
+      cudaDeviceGetAttribute(&shared, cudaDevAttrMaxSharedMemoryPerBlockOptin, device) ==
+          cudaSuccess &&
+      major >= 8 && static_cast<std::size_t>(shared) >= tensor_core_block_bytes() &&
+      cudaFuncGetAttributes(&compiled, tensor_core_readout_kernel<T, true, 2>) == cudaSuccess &&
+      compiled.ptxVersion >= 80;
+  usable = usable && allow_shared_memory<T, true, 1>() && allow_shared_memory<T, true, 2>() &&
+           allow_shared_memory<T, false, 1>() && allow_shared_memory<T, false, 2>();
+  if (!usable) cudaGetLastError();  // a failed query is an answer here, not an error to report
+  return usable;
+}
+
+/// @brief Whether `accumulate_relevance<T>` runs on tensor cores on the current device: 16-bit
+/// `T` where `prepare_tensor_core_kernels` allows it, asked once per device.
+template <class T>
+bool readout_uses_tensor_cores() {
+  if constexpr (sizeof(T) != 2) {
+    return false;
+  } else {
+    static std::array<std::atomic<int>, 64> known{};  // per device: 0 not asked, 1 yes, -1 no
+    int device = 0;
+    if (cudaGetDevice(&device) != cudaSuccess) {
+      cudaGetLastError();
+      return false;
+    }
+    if (device >= static_cast<int>(known.size())) return prepare_tensor_core_kernels<T>(device);
+    if (known[device] == 0) known[device] = prepare_tensor_core_kernels<T>(device) ? 1 : -1;
+    return known[device] > 0;
+  }
+}
+
 /// @brief Queues the tensor-core read-out of one chunk on `stream`; the arguments are checked
-/// by the caller.
+/// by the caller, and `readout_uses_tensor_cores<T>()` said yes on this device.
 template <class T>
   requires(sizeof(T) == 2)
 cudaError_t tensor_core_readout(const readout_inputs<T>& in, const column_chunk& chunk,
@@ -285,16 +335,7 @@ cudaError_t tensor_core_readout(const readout_inputs<T>& in, const column_chunk&
   const auto launch = [&]<int NTiles>(std::integral_constant<int, NTiles>) {
     const auto kernel = vectorized ? tensor_core_readout_kernel<T, true, NTiles>
                                    : tensor_core_readout_kernel<T, false, NTiles>;
-    constexpr int shared = static_cast<int>(tensor_core_shared_bytes<NTiles>());
-    // above the default 48 KiB, and as much of L1 as shared memory as the device allows, so
-    // that two blocks fit on an SM where there is room (228 KiB on sm_90)
-    for (const auto& [attribute, value] :
-         {std::pair{cudaFuncAttributeMaxDynamicSharedMemorySize, shared},
-          std::pair{cudaFuncAttributePreferredSharedMemoryCarveout,
-                    static_cast<int>(cudaSharedmemCarveoutMaxShared)}})
-      if (const cudaError_t status = cudaFuncSetAttribute(kernel, attribute, value);
-          status != cudaSuccess)
-        return status;
+    constexpr std::size_t shared = tensor_core_shared_bytes<NTiles>();
     const dim3 grid(blocks_for(image_tokens, mma_rows), static_cast<unsigned>(in.q.extents[0]));
     kernel<<<grid, mma_warps * 32, shared, stream>>>(in.q, in.k, in.lse, chunk, image_begin,
                                                      image_tokens, in.scale, in.block_weight,

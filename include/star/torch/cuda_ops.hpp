@@ -84,6 +84,22 @@ inline at::Tensor workspace(std::size_t bytes, at::Device device) {
                    at::TensorOptions().dtype(at::kByte).device(device));  // [bytes]
 }
 
+/// @brief The read-out launcher's inputs over LibTorch tensors of ATen type `A` (checked by the
+/// caller; `weights` must outlive the launch call).
+template <class A>
+star::cuda::readout_inputs<kernel_element<A>> readout_inputs_of(
+    const at::Tensor& q, const at::Tensor& k, const at::Tensor& lse_float,
+    std::span<const std::int64_t> columns, std::span<const float> weights, double scale,
+    double block_weight, at::Device device) {
+  return {kernel_view<A, 4>(q, "q", device),
+          kernel_view<A, 4>(k, "k", device),
+          view_of<const float, 3>(lse_float, "lse", device),
+          columns,
+          weights,
+          static_cast<float>(scale),
+          static_cast<float>(block_weight)};
+}
+
 }  // namespace cuda_detail
 
 /// @brief What `accumulate_relevance_cuda` returns.
@@ -126,14 +142,8 @@ inline cuda_readout_result accumulate_relevance_cuda(
   const at::Tensor scratch = cuda_detail::workspace(bytes, device);  // [bytes]
   const std::vector<float> float_weights(weights.begin(), weights.end());
   cuda_detail::dispatch(q.scalar_type(), "q", [&]<class A>() {
-    const star::cuda::readout_inputs<cuda_detail::kernel_element<A>> in{
-        cuda_detail::kernel_view<A, 4>(q, "q", device),
-        cuda_detail::kernel_view<A, 4>(k, "k", device),
-        view_of<const float, 3>(lse_float, "lse", device),
-        columns,
-        float_weights,
-        static_cast<float>(scale),
-        static_cast<float>(block_weight)};
+    const auto in = cuda_detail::readout_inputs_of<A>(q, k, lse_float, columns, float_weights,
+                                                      scale, block_weight, device);
     cuda_detail::check(
         star::cuda::accumulate_relevance(
             in, layout, view_of<float, 2>(relevance, "relevance", device),
