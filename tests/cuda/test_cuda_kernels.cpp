@@ -17,6 +17,7 @@
 #include "star/attention/relevance.hpp"
 #include "star/attention/row_lse.hpp"
 #include "star/backends/reference.hpp"
+#include "star/core/kernel_limits.hpp"
 #include "star/objective/policy_gradient.hpp"
 #include "star/objective/policy_objective.hpp"
 #include "support/random.hpp"
@@ -168,6 +169,9 @@ void test_readout() {
   // last one partial), 9 columns (a second, partial n8 tile)
   readout_matches_reference(star::token_layout::sd3(6, 7, 10), {0, 1, 2, 3, 4, 5, 6, 7, 9}, 136,
                             17, {}, 11);
+  // the largest head dimension the launcher takes (12 passes of 64)
+  readout_matches_reference(star::token_layout::sd3(3, 2, 6), {0, 5},
+                            star::cuda::max_readout_head_dim, 19);
 }
 
 /// I3: with every text column selected (weight 1) and the LSE of the whole row, R equals the
