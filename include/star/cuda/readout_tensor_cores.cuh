@@ -17,6 +17,7 @@
 
 #include "star/core/strided_view.hpp"
 #include "star/cuda/common.cuh"
+#include "star/cuda/ptx.cuh"
 #include "star/cuda/readout_chunk.cuh"
 
 namespace star::cuda::readout_detail {
@@ -28,65 +29,6 @@ inline constexpr int mma_rows = 32;
 /// @brief Dimensions of `D` per pass: each lane of a quad holds 16 of them per row, in two
 /// pieces of 8; longer heads take several passes.
 inline constexpr int mma_pass_dims = 64;
-
-/// @brief `c += a b` for a 16x16 row-major `a` and a 16x8 column-major `b` of `T` (float16 or
-/// bfloat16), float32 `c`, in the register layout of PTX `mma.m16n8k16`.
-template <class T>
-__device__ inline void mma_16x8x16(float (&c)[4], const unsigned (&a)[4], unsigned b0,
-                                   unsigned b1) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
-  if constexpr (std::is_same_v<T, __half>)
-    asm volatile(
-        "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
-        "{%8,%9}, {%0,%1,%2,%3};\n"
-        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-  else
-    asm volatile(
-        "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
-        "{%8,%9}, {%0,%1,%2,%3};\n"
-        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-#else
-  __trap();  // never launched: readout_uses_tensor_cores checks the compiled architecture
-#endif
-}
-
-/// @brief Starts copying `Bytes` (16 or 4) from `source` to `target` in shared memory without
-/// waiting (`cp.async`; 16 bytes bypass L1); zeros where `valid` is false (then nothing is read).
-template <int Bytes>
-__device__ inline void copy_async(void* target, const void* source, bool valid) {
-  static_assert(Bytes == 16 || Bytes == 4);
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
-  const auto address = static_cast<unsigned>(__cvta_generic_to_shared(target));
-  const int size = valid ? Bytes : 0;
-  if constexpr (Bytes == 16)
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(address), "l"(source),
-                 "r"(size)
-                 : "memory");
-  else
-    asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(address), "l"(source),
-                 "r"(size)
-                 : "memory");
-#else
-  __trap();  // never launched: readout_uses_tensor_cores checks the compiled architecture
-#endif
-}
-
-/// @brief Closes the group of copies this thread started since the last call.
-__device__ inline void commit_copies() {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
-  asm volatile("cp.async.commit_group;\n" ::: "memory");
-#endif
-}
-
-/// @brief Waits until at most `Pending` of this thread's groups of copies are unfinished.
-template <int Pending>
-__device__ inline void wait_for_copies() {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
-  asm volatile("cp.async.wait_group %0;\n" ::"n"(Pending) : "memory");
-#endif
-}
 
 /// @brief Puts elements `first .. first + 8` of row `(b, h, t)` of `x` into `target`, zeros
 /// past `D` or where `!valid`: a 16-byte copy that completes later when `Vectorized` (`D` a
