@@ -1,6 +1,7 @@
 // Attention-map extraction (star-method.md §3): the LSE path against the explicit softmax
 // (I3), the SD3 golden fixture, the text_to_image direction, and equivariance (I4).
 #include <algorithm>
+#include <array>
 #include <catch2/catch.hpp>
 #include <cmath>
 #include <cstdint>
@@ -100,6 +101,24 @@ token_layout small_layout(bool image_first) {
   return {3, 4, {{"clip", 3}, {"t5", 4}}, image_first};  // N = 12, L = 7, T = 19
 }
 
+/// Calls `body(layout, x, q, k)` for the image-first and the text-first small layout, with
+/// random q, k of `batch` x `heads` x T x `head_dim` drawn from `seeds[0]` and `seeds[1]`
+/// respectively, on the host (`x`) and as `be`'s tensors.
+template <class Backend, class Body>
+void for_both_block_orders(const Backend& be, std::int64_t batch, std::int64_t heads,
+                           std::int64_t head_dim, std::array<std::uint64_t, 2> seeds,
+                           const Body& body) {
+  for (const bool image_first : {true, false}) {
+    const token_layout layout = small_layout(image_first);
+    const std::uint64_t seed = seeds[image_first ? 0 : 1];
+    INFO("seed " << seed << ", image_first " << image_first);
+    const joint_host x = random_joint(layout, batch, heads, head_dim, seed);
+    const auto q = be.from_host(x.q, x.dims);  // [B, H, T, D]
+    const auto k = be.from_host(x.k, x.dims);  // [B, H, T, D]
+    body(layout, x, q, k);
+  }
+}
+
 /// Joint q or k with the image rows reordered: new image token n takes old token perm[n].
 std::vector<double> permute_image_rows(const joint_host& x, const std::vector<double>& values,
                                        const token_layout& layout,
@@ -156,13 +175,8 @@ TEMPLATE_LIST_TEST_CASE("I3 attention extraction: LSE path equals the explicit f
   const TestType be{};
   const double tol = star::test::tolerance<TestType>::value;
   const std::vector<std::int64_t> columns{0, 2, 3, 6};
-  for (const bool image_first : {true, false}) {
-    const token_layout layout = small_layout(image_first);
-    const std::uint64_t seed = image_first ? 11 : 23;
-    INFO("seed " << seed << ", image_first " << image_first);
-    const joint_host x = random_joint(layout, 2, 3, 8, seed);
-    const auto q = be.from_host(x.q, x.dims);  // [B, H, T, D]
-    const auto k = be.from_host(x.k, x.dims);  // [B, H, T, D]
+  const auto check = [&](const token_layout& layout, const joint_host& x, const auto& q,
+                         const auto& k) {
     const double scale = 1.0 / std::sqrt(8.0);
     const std::int64_t tokens = layout.total_tokens(), text = layout.text_tokens();
 
@@ -203,7 +217,8 @@ TEMPLATE_LIST_TEST_CASE("I3 attention extraction: LSE path equals the explicit f
                               host_columns(host_full_rows(x, layout, 0.7), tokens,
                                            {0, 1, 2, 3, 4, 5, 6}, layout.text_begin()),
                               tol, "explicit scale, host");
-  }
+  };
+  for_both_block_orders(be, 2, 3, 8, {11, 23}, check);
 }
 
 TEMPLATE_LIST_TEST_CASE("image_to_text_probabilities of the gathered rows equals "
@@ -212,13 +227,8 @@ TEMPLATE_LIST_TEST_CASE("image_to_text_probabilities of the gathered rows equals
   const TestType be{};
   const double tol = star::test::tolerance<TestType>::value;
   const std::vector<std::int64_t> columns{5, 0, 3};  // not sorted: the order of the output
-  for (const bool image_first : {true, false}) {
-    const token_layout layout = small_layout(image_first);
-    const std::uint64_t seed = image_first ? 61 : 67;
-    INFO("seed " << seed << ", image_first " << image_first);
-    const joint_host x = random_joint(layout, 2, 3, 8, seed);
-    const auto q = be.from_host(x.q, x.dims);  // [B, H, T, D]
-    const auto k = be.from_host(x.k, x.dims);  // [B, H, T, D]
+  const auto check = [&](const token_layout& layout, const joint_host& x, const auto& q,
+                         const auto& k) {
     std::vector<std::int64_t> image_tokens, key_tokens;
     for (std::int64_t n = 0; n < layout.image_tokens(); ++n)
       image_tokens.push_back(layout.image_begin() + n);
@@ -245,7 +255,8 @@ TEMPLATE_LIST_TEST_CASE("image_to_text_probabilities of the gathered rows equals
                                              layout.total_tokens(), columns, layout.text_begin()),
                                 tol, "against the host softmax");
     }
-  }
+  };
+  for_both_block_orders(be, 2, 3, 8, {61, 67}, check);
 }
 
 TEMPLATE_LIST_TEST_CASE("attention extraction reproduces the SD3 joint-attention fixture",
@@ -297,13 +308,8 @@ TEMPLATE_LIST_TEST_CASE("text_to_image equals an explicit softmax over the image
   const TestType be{};
   const double tol = star::test::tolerance<TestType>::value;
   const std::vector<std::int64_t> columns{5, 1, 4};
-  for (const bool image_first : {true, false}) {
-    const token_layout layout = small_layout(image_first);
-    const std::uint64_t seed = image_first ? 31 : 37;
-    INFO("seed " << seed << ", image_first " << image_first);
-    const joint_host x = random_joint(layout, 2, 2, 4, seed);
-    const auto q = be.from_host(x.q, x.dims);  // [B, H, T, D]
-    const auto k = be.from_host(x.k, x.dims);  // [B, H, T, D]
+  const auto check = [&](const token_layout& layout, const joint_host& x, const auto& q,
+                         const auto& k) {
     const star::attention_options options{.direction = star::attention_direction::text_to_image};
     const auto probs =
         star::attention_probabilities(be, q, k, layout, columns, options);  // [B, H, N, S]
@@ -328,7 +334,8 @@ TEMPLATE_LIST_TEST_CASE("text_to_image equals an explicit softmax over the image
     const auto column_sums = be.to_host(be.sum(probs, {2}, false));  // [B, H, S]
     star::test::require_close(column_sums, std::vector<double>(column_sums.size(), 1.0), tol,
                               "each text query's image softmax sums to 1");
-  }
+  };
+  for_both_block_orders(be, 2, 2, 4, {31, 37}, check);
 }
 
 TEMPLATE_LIST_TEST_CASE("I4 equivariance: flipping the image grid flips the maps",
