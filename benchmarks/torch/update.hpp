@@ -116,7 +116,7 @@ inline update_variant fused_kernel_variant(const update_inputs& in,
   const at::Tensor totals = at::empty({6}, options);                     // [6]
   const std::size_t bytes = star::cuda::token_objective_workspace_bytes(rows);
   const at::Tensor workspace =
-      at::empty({static_cast<std::int64_t>(bytes)}, options.dtype(at::kByte));  // [bytes]
+      at::zeros({static_cast<std::int64_t>(bytes)}, options.dtype(at::kByte));  // [bytes]
   const at::Tensor d_log_prob = at::empty({rows, image}, options);              // [R, N]
   const star::cuda::allocation_params allocation_params{
       static_cast<float>(allocation.tau), lambda.data_ptr<float>(),

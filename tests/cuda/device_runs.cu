@@ -4,6 +4,7 @@
 
 #include <cuda_runtime.h>
 
+#include <cstring>
 #include <stdexcept>
 #include <utility>
 
@@ -122,6 +123,7 @@ readout_run run_readout(const readout_case& c, element type, const readout_optio
     const auto k = offset_upload(c.k, options.k_offset);
     const auto lse = upload<float>(c.lse);
     const auto relevance = upload<float>(c.relevance_in);
+    if (options.overwrite) cudaMemset(relevance.data, 0xff, c.relevance_in.size() * sizeof(float));
     device_buffer<float> probabilities(c.batch * c.heads * image * columns);
     const std::size_t bytes = star::cuda::relevance_workspace_bytes(c.batch, c.heads, image);
     device_buffer<unsigned char> workspace(bytes);
@@ -137,7 +139,8 @@ readout_run run_readout(const readout_case& c, element type, const readout_optio
         c.columns,
         weights,
         static_cast<float>(c.scale),
-        static_cast<float>(c.block_weight)};
+        static_cast<float>(c.block_weight),
+        !options.overwrite};
     readout_run run{};
     const auto relevance_view = star::contiguous_view<float, 2>(relevance.data, {c.batch, image});
     const auto probabilities_view =
@@ -210,10 +213,12 @@ objective_run run_token_objective(const objective_case& c, element type) {
     const auto advantages = upload<float>(c.advantages);
     const auto step_weights = upload<float>(c.step_weights);
     const auto loss_grad = upload<float>({c.loss_grad});
-    device_buffer<star::cuda::token_objective_totals> totals(1);
+    device_buffer<star::cuda::token_objective_totals> totals(1), repeat(1);
     device_buffer<float> d_log_prob(c.rows * c.tokens), d_kl(c.rows * c.tokens);
     const std::size_t bytes = star::cuda::token_objective_workspace_bytes(c.rows);
     device_buffer<unsigned char> workspace(bytes);
+    cudaMemset(workspace.data, 0, bytes);
+    cudaMemset(repeat.data, 0xff, sizeof(star::cuda::token_objective_totals));  // NaNs
     const bool has_kl = !c.kl.empty();
     const star::cuda::token_objective_inputs<T> in{
         star::contiguous_view<const T, 2>(log_prob.data, dims),
@@ -226,17 +231,23 @@ objective_run run_token_objective(const objective_case& c, element type) {
                                                     static_cast<float>(c.beta),
                                                     c.kl_weighted_by_allocation};
     objective_run run{};
-    run.status = star::cuda::token_objective_forward(in, params, totals.data, workspace.data,
-                                                     bytes, nullptr);
-    if (run.status != cudaSuccess) return run;
+    for (auto* out : {totals.data, repeat.data}) {
+      run.status = star::cuda::token_objective_forward(in, params, out, workspace.data, bytes,
+                                                       nullptr);
+      if (run.status != cudaSuccess) return run;
+    }
     run.status = star::cuda::token_objective_backward(
         in, params, loss_grad.data, star::contiguous_view<float, 2>(d_log_prob.data, dims),
         star::contiguous_view<float, 2>(has_kl ? d_kl.data : nullptr, dims), nullptr);
     if (run.status != cudaSuccess) return run;
     run.status = cudaDeviceSynchronize();
     if (run.status != cudaSuccess) return run;
-    star::cuda::token_objective_totals host{};
+    star::cuda::token_objective_totals host{}, host_repeat{};
+    unsigned finished = 1;
     cudaMemcpy(&host, totals.data, sizeof host, cudaMemcpyDeviceToHost);
+    cudaMemcpy(&host_repeat, repeat.data, sizeof host, cudaMemcpyDeviceToHost);
+    cudaMemcpy(&finished, workspace.data, sizeof finished, cudaMemcpyDeviceToHost);
+    run.repeat_identical = std::memcmp(&host, &host_repeat, sizeof host) == 0 && finished == 0;
     run.loss = host.loss;
     run.policy_loss = host.policy_loss;
     run.kl_loss = host.kl_loss;

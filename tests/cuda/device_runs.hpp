@@ -55,6 +55,7 @@ struct readout_options {
   std::int64_t q_offset = 0;  // elements before q's first one: its pointer off 16-byte alignment
   std::int64_t k_offset = 0;  // the same for k
   bool probabilities = true;  // ask for the probabilities (else only R)
+  bool overwrite = false;     // R starts as NaNs and the read-out overwrites it
   readout_path path = readout_path::automatic;
 };
 
@@ -103,6 +104,9 @@ struct objective_run {
   int status;
   double loss, policy_loss, kl_loss, clip_fraction, outside_clip_range_fraction, approx_kl;
   std::vector<double> d_log_prob, d_kl;
+  /// A second forward on the same workspace, into NaN-filled totals, wrote the same bits and
+  /// left the workspace's count of finished rows at zero.
+  bool repeat_identical;
 };
 
 objective_run run_token_objective(const objective_case& c, element type);

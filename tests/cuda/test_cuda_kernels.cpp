@@ -90,7 +90,8 @@ struct qk_offsets {
 /// a multiple of 16 bytes' worth of elements (8 for float16 / bfloat16, 4 for float32) and
 /// the offsets are 0, the kernels read rows with 16-byte loads; otherwise element by element.
 /// Each kernel runs twice, the second time without the probabilities output: its R must have
-/// the same bits (one fixed order of summation, and nothing depends on that output).
+/// the same bits (one fixed order of summation, and nothing depends on that output); and a
+/// third time overwriting an R of NaNs, which must give the map alone.
 void readout_matches_reference(const star::token_layout& layout, std::vector<std::int64_t> columns,
                                std::int64_t head_dim, std::uint64_t seed, qk_offsets offsets = {},
                                std::int64_t heads = 3) {
@@ -114,9 +115,11 @@ void readout_matches_reference(const star::token_layout& layout, std::vector<std
     const auto map = star::relevance_map(be, probs, weights);  // [B, N]
     const double block_weight = 0.25, scale = 1.0 / std::sqrt(double(head_dim));
 
-    std::vector<double> expected = be.to_host(map);
-    for (std::size_t i = 0; i < expected.size(); ++i)
-      expected[i] = relevance_in[i] + block_weight * expected[i];
+    std::vector<double> expected = be.to_host(map), expected_alone = expected;
+    for (std::size_t i = 0; i < expected.size(); ++i) {
+      expected_alone[i] = block_weight * expected[i];
+      expected[i] = relevance_in[i] + expected_alone[i];
+    }
     const readout_case c{batch,   heads,   head_dim,
                          layout,  q_host,  k_host,
                          joint_rows_lse(be.to_host(lse), batch * heads, layout),
@@ -136,6 +139,10 @@ void readout_matches_reference(const star::token_layout& layout, std::vector<std
       const readout_run again = run_readout(c, type, options);
       check(again.status == 0 && again.relevance == run.relevance,
             "relevance " + what + " without the probabilities output: the same bits");
+      options.overwrite = true;
+      const readout_run alone = run_readout(c, type, options);
+      check(alone.status == 0, "overwriting read-out launch status");
+      check_close(alone.relevance, expected_alone, tolerance(type), "overwritten relevance " + what);
     }
   }
 }
@@ -345,6 +352,7 @@ void objective_matches_reference(objective_case c, const std::string& label) {
     const objective_run run = run_token_objective(c, type);
     check(run.status == 0, "objective launch status " + std::to_string(run.status));
     if (run.status != 0) continue;
+    check(run.repeat_identical, "a second forward on the same workspace " + label);
     // the clip decision flips at rho = 1 +- eps: float32 exp vs double may disagree on an
     // entry or two there, so the fractions get one entry of slack
     const double entry = 1.0 / double(c.rows * c.tokens), tol = 1e-4;

@@ -38,6 +38,7 @@ struct readout_inputs {
   std::span<const float> weights;      ///< [S] host: `w_j`, in the order of `columns`
   float scale = 0.0f;                  ///< logit scale `s` (e.g. `1 / sqrt(D)`), > 0
   float block_weight = 1.0f;           ///< factor of this block's map in the sum over blocks
+  bool accumulate = true;  ///< add the map to `relevance`; false: overwrite it (then unread)
 };
 
 /// @brief Workspace bytes of `accumulate_relevance`: one float per (head, batch, image row).
@@ -47,7 +48,8 @@ constexpr std::size_t relevance_workspace_bytes(std::int64_t batch, std::int64_t
   return aligned_bytes(static_cast<std::size_t>(batch * heads * image_tokens) * sizeof(float));
 }
 
-/// @brief Adds one block's relevance map to `relevance`:
+/// @brief Adds one block's relevance map to `relevance` (or writes it there when
+/// `in.accumulate` is false):
 /// `R[b, n] += block_weight * sum_j w_j * mean_h exp(s q[b,h,n] . k[b,h,j] - lse[b,h,n])`,
 /// image rows `n`, text keys `j` and the LSE rows placed in the joint sequence by `layout`.
 /// Cost `O(B H N |S| D)`; reads the image rows of `q` once per chunk of 16 columns, with
@@ -58,7 +60,7 @@ constexpr std::size_t relevance_workspace_bytes(std::int64_t batch, std::int64_t
 /// Launches are queued on `stream`; nothing is synchronised.
 /// @param in            q, k, lse, columns, weights, scale, block weight
 /// @param layout        where the image and text tokens sit in `T`
-/// @param relevance     [B, N] device, accumulated into (zero it before the first block)
+/// @param relevance     [B, N] device, accumulated into (or overwritten: `in.accumulate`)
 /// @param probabilities [B, H, N, S] device, written when `data` is non-null
 /// @param workspace     device, at least `relevance_workspace_bytes(B, H, N)` bytes (unused
 ///                      on tensor cores, still required)
@@ -137,18 +139,23 @@ namespace objective_detail {
 inline constexpr int row_sums = 5;
 }  // namespace objective_detail
 
-/// @brief Workspace bytes of `token_objective_forward`: the per-row sums, in double.
+/// @brief Workspace bytes of `token_objective_forward`: a count of finished rows, then the
+/// per-row sums in double.
 /// @param rows `R`
 constexpr std::size_t token_objective_workspace_bytes(std::int64_t rows) {
-  return aligned_bytes(static_cast<std::size_t>(rows) * objective_detail::row_sums * sizeof(double));
+  return aligned_bytes(sizeof(unsigned)) +
+         aligned_bytes(static_cast<std::size_t>(rows) * objective_detail::row_sums * sizeof(double));
 }
 
 /// @brief The token-mode objective `L_pg + beta L_kl` and its metrics, written to `totals`
-/// (device) — the values `spatial_policy_objective` returns for `objective_mode::token`.
+/// (device) — the values `spatial_policy_objective` returns for `objective_mode::token` — in
+/// one launch: the last row to finish adds the per-row sums in row order (deterministic).
 /// @param in        ell, ell_old, W [R, N]; A, gamma [R]; kl [R, N] optional (all device)
 /// @param params    eps_tok, beta, KL weighting
 /// @param totals    device, one `token_objective_totals`
-/// @param workspace device, at least `token_objective_workspace_bytes(R)` bytes
+/// @param workspace device, at least `token_objective_workspace_bytes(R)` bytes, zero-filled
+///                  before its first use (e.g. `cudaMemsetAsync`); each call leaves it zero-filled
+///                  again, so calls in stream order may share it, concurrent calls may not
 /// @return `cudaErrorInvalidValue` on inconsistent inputs, else the launch status
 template <class T>
   requires is_kernel_element<T>

@@ -1,9 +1,9 @@
 #pragma once
 /// @file
 /// @brief Fused token-mode policy objective (star-method.md §5): forward (per-row partial
-/// sums, then one reduction to the loss and the metrics) and backward (`d loss / d ell`,
-/// `d loss / d kl`), with the definitions of `spatial_policy_objective` and
-/// `spatial_policy_gradient` for `objective_mode::token`.
+/// sums, reduced to the loss and the metrics by the block that finishes last: one launch) and
+/// backward (`d loss / d ell`, `d loss / d kl`), with the definitions of
+/// `spatial_policy_objective` and `spatial_policy_gradient` for `objective_mode::token`.
 
 #include <cfloat>
 #include <cstddef>
@@ -45,13 +45,34 @@ __device__ float kl_weight(const token_objective_inputs<T>& in, bool by_allocati
   return by_allocation ? to_float(in.allocation(r, n)) : 1.0f;
 }
 
-/// @brief One CUDA block per row: its `row_sums` sums, in double, into `sums[r]`.
+/// @brief The totals from the `R` rows' sums, in row order (one block, every thread calls it).
+__device__ inline void write_totals(const double* sums, std::int64_t rows, std::int64_t tokens,
+                                    float beta, double* scratch, token_objective_totals* totals) {
+  double mean[row_sums] = {};
+  for (std::int64_t r = threadIdx.x; r < rows; r += blockDim.x)
+    for (int s = 0; s < row_sums; ++s) mean[s] += __ldcg(sums + r * row_sums + s);
+  block_sums(mean, scratch);
+  if (threadIdx.x != 0) return;
+  for (double& m : mean) m /= static_cast<double>(rows * tokens);
+  totals->policy_loss = static_cast<float>(mean[0]);
+  totals->clip_fraction = static_cast<float>(mean[1]);
+  totals->outside_clip_range_fraction = static_cast<float>(mean[2]);
+  totals->approx_kl = static_cast<float>(0.5 * mean[3]);
+  totals->kl_loss = static_cast<float>(mean[4]);
+  totals->loss = static_cast<float>(mean[0] + beta * mean[4]);
+}
+
+/// @brief One CUDA block per row: the row's `row_sums` sums, in double, into `sums[r]`; the
+/// block that finishes last (counted in `*finished`, zero before and after the launch) adds
+/// the rows in order into `totals`, so the result does not depend on the blocks' order.
 template <class T>
-__global__ void row_sums_kernel(token_objective_inputs<T> in, token_objective_params params,
-                                double* sums) {
-  __shared__ double scratch[32];
-  const std::int64_t r = blockIdx.x, tokens = in.log_prob.extents[1];
-  float local[row_sums] = {};
+__global__ void forward_kernel(token_objective_inputs<T> in, token_objective_params params,
+                               unsigned* finished, double* sums, token_objective_totals* totals) {
+  __shared__ double scratch[32 * row_sums];
+  __shared__ bool last;
+  const std::int64_t r = blockIdx.x, rows = gridDim.x, tokens = in.log_prob.extents[1];
+  double local[row_sums] = {};
+#pragma unroll 4
   for (std::int64_t n = threadIdx.x; n < tokens; n += blockDim.x) {
     const token_term term = entry_term(in, params.clip_range, r, n);
     local[0] += term.loss;
@@ -61,29 +82,16 @@ __global__ void row_sums_kernel(token_objective_inputs<T> in, token_objective_pa
     if (in.kl.data)
       local[4] += kl_weight(in, params.kl_weighted_by_allocation, r, n) * to_float(in.kl(r, n));
   }
-  for (int s = 0; s < row_sums; ++s) {
-    const double total = block_sum(static_cast<double>(local[s]), scratch);
-    if (threadIdx.x == 0) sums[r * row_sums + s] = total;
+  block_sums(local, scratch);
+  if (threadIdx.x == 0) {
+    for (int s = 0; s < row_sums; ++s) sums[r * row_sums + s] = local[s];
+    __threadfence();  // the sums are visible before the count says so
+    last = atomicAdd(finished, 1u) == rows - 1;
   }
-}
-
-/// @brief One CUDA block: the row sums to the totals (means over the `R * N` entries).
-static __global__ void totals_kernel(const double* sums, std::int64_t rows, std::int64_t tokens,
-                                     float beta, token_objective_totals* totals) {
-  __shared__ double scratch[32];
-  double mean[row_sums];
-  for (int s = 0; s < row_sums; ++s) {
-    double local = 0.0;
-    for (std::int64_t r = threadIdx.x; r < rows; r += blockDim.x) local += sums[r * row_sums + s];
-    mean[s] = block_sum(local, scratch) / static_cast<double>(rows * tokens);
-  }
-  if (threadIdx.x != 0) return;
-  totals->policy_loss = static_cast<float>(mean[0]);
-  totals->clip_fraction = static_cast<float>(mean[1]);
-  totals->outside_clip_range_fraction = static_cast<float>(mean[2]);
-  totals->approx_kl = static_cast<float>(0.5 * mean[3]);
-  totals->kl_loss = static_cast<float>(mean[4]);
-  totals->loss = static_cast<float>(mean[0] + beta * mean[4]);
+  __syncthreads();
+  if (!last) return;
+  write_totals(sums, rows, tokens, params.beta, scratch, totals);
+  if (threadIdx.x == 0) *finished = 0;
 }
 
 /// @brief One thread per entry: `d loss / d ell` and, when requested, `d loss / d kl`.
@@ -123,16 +131,16 @@ cudaError_t token_objective_forward(const token_objective_inputs<T>& in,
                                     const token_objective_params& params,
                                     token_objective_totals* totals, void* workspace,
                                     std::size_t workspace_bytes, cudaStream_t stream) {
-  const auto [rows, tokens] = in.log_prob.extents;
-  if (!objective_detail::valid(in, params) || !totals ||
+  const std::int64_t rows = in.log_prob.extents[0];
+  if (!objective_detail::valid(in, params) || !totals || !workspace ||
       workspace_bytes < token_objective_workspace_bytes(rows))
     return cudaErrorInvalidValue;
-  auto* sums = static_cast<double*>(workspace);
-  objective_detail::row_sums_kernel<T>
-      <<<static_cast<unsigned>(rows), row_block_threads, 0, stream>>>(in, params, sums);
-  if (const cudaError_t status = cudaGetLastError(); status != cudaSuccess) return status;
-  objective_detail::totals_kernel<<<1, row_block_threads, 0, stream>>>(sums, rows, tokens,
-                                                                       params.beta, totals);
+  auto* finished = static_cast<unsigned*>(workspace);  // [1]
+  auto* sums = reinterpret_cast<double*>(static_cast<char*>(workspace) +
+                                         aligned_bytes(sizeof(unsigned)));  // [R, row_sums]
+  objective_detail::forward_kernel<T>
+      <<<static_cast<unsigned>(rows), row_block_threads, 0, stream>>>(in, params, finished, sums,
+                                                                       totals);
   return cudaGetLastError();
 }
 

@@ -78,26 +78,30 @@ inline cudaStream_t current_stream(at::Device device) {
   return c10::cuda::getCurrentCUDAStream(device.index()).stream();
 }
 
-/// @brief Caller-owned workspace for a launcher: `bytes` from the caching allocator.
-inline at::Tensor workspace(std::size_t bytes, at::Device device) {
-  return at::empty({static_cast<std::int64_t>(bytes > 0 ? bytes : 1)},
-                   at::TensorOptions().dtype(at::kByte).device(device));  // [bytes]
+/// @brief Caller-owned workspace for a launcher: `bytes` from the caching allocator, zero-filled
+/// when `zeroed`.
+inline at::Tensor workspace(std::size_t bytes, at::Device device, bool zeroed = false) {
+  const auto options = at::TensorOptions().dtype(at::kByte).device(device);
+  const std::int64_t size = static_cast<std::int64_t>(bytes > 0 ? bytes : 1);
+  return zeroed ? at::zeros({size}, options) : at::empty({size}, options);  // [bytes]
 }
 
 /// @brief The read-out launcher's inputs over LibTorch tensors of ATen type `A` (checked by the
-/// caller; `weights` must outlive the launch call).
+/// caller; `weights` must outlive the launch call); `accumulate`: add to the relevance, else
+/// overwrite it.
 template <class A>
 star::cuda::readout_inputs<kernel_element<A>> readout_inputs_of(
     const at::Tensor& q, const at::Tensor& k, const at::Tensor& lse_float,
     std::span<const std::int64_t> columns, std::span<const float> weights, double scale,
-    double block_weight, at::Device device) {
+    double block_weight, bool accumulate, at::Device device) {
   return {kernel_view<A, 4>(q, "q", device),
           kernel_view<A, 4>(k, "k", device),
           view_of<const float, 3>(lse_float, "lse", device),
           columns,
           weights,
           static_cast<float>(scale),
-          static_cast<float>(block_weight)};
+          static_cast<float>(block_weight),
+          accumulate};
 }
 
 }  // namespace cuda_detail
@@ -131,7 +135,8 @@ inline cuda_readout_result accumulate_relevance_cuda(
   const at::Device device = cuda_detail::require_cuda(q, "q");
   const std::int64_t image = layout.image_tokens();
   const auto options = at::TensorOptions().dtype(at::kFloat).device(device);
-  if (!relevance.defined()) relevance = at::zeros({dims.batch, image}, options);  // [B, N]
+  const bool accumulate = relevance.defined();
+  if (!accumulate) relevance = at::empty({dims.batch, image}, options);  // [B, N], written whole
   const at::Tensor lse_float = lse.to(at::kFloat);                                // [B, H, T]
   const at::Tensor probabilities =
       with_probabilities ? at::empty({dims.batch, dims.heads, image,
@@ -143,7 +148,7 @@ inline cuda_readout_result accumulate_relevance_cuda(
   const std::vector<float> float_weights(weights.begin(), weights.end());
   cuda_detail::dispatch(q.scalar_type(), "q", [&]<class A>() {
     const auto in = cuda_detail::readout_inputs_of<A>(q, k, lse_float, columns, float_weights,
-                                                      scale, block_weight, device);
+                                                      scale, block_weight, accumulate, device);
     cuda_detail::check(
         star::cuda::accumulate_relevance(
             in, layout, view_of<float, 2>(relevance, "relevance", device),
@@ -220,7 +225,7 @@ class token_objective_function : public torch::autograd::Function<token_objectiv
     const at::Tensor totals =
         at::empty({6}, at::TensorOptions().dtype(at::kFloat).device(device));  // [6]
     const std::size_t bytes = star::cuda::token_objective_workspace_bytes(log_prob.size(0));
-    const at::Tensor scratch = cuda_detail::workspace(bytes, device);  // [bytes]
+    const at::Tensor scratch = cuda_detail::workspace(bytes, device, true);  // [bytes]
     launch(prepared, {static_cast<float>(clip_range), static_cast<float>(beta),
                       kl_weighted_by_allocation},
            [&](const auto& in, const auto& params) {
