@@ -91,7 +91,8 @@ inline timed_call fused_readout_kernels(const readout_inputs& in) {
   return {"fused_kernels", [=, &in] {
             libtorch::cuda_detail::dispatch(in.q.scalar_type(), "q", [&]<class A>() {
               const auto inputs = libtorch::cuda_detail::readout_inputs_of<A>(
-                  in.q, in.k, in.lse, in.selection.indices, weights, sd35m::scale, 1.0, device);
+                  in.q, in.k, in.lse, in.selection.indices, weights, sd35m::scale, 1.0, true,
+                  device);
               const auto target = libtorch::view_of<float, 2>(relevance, "relevance", device);
               libtorch::cuda_detail::check(
                   star::cuda::accumulate_relevance(inputs, sd35m::layout(), target, {},

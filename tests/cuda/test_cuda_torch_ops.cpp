@@ -17,6 +17,11 @@ namespace {
 
 int failures = 0;
 
+void check(bool ok, const std::string& what) {
+  std::printf("  %-50s %s\n", what.c_str(), ok ? "ok" : "FAILED");
+  if (!ok) ++failures;
+}
+
 void check_close(const at::Tensor& got, const at::Tensor& want, double tol, const std::string& what) {
   const double err = (got.to(at::kDouble).cpu() - want.to(at::kDouble).cpu()).abs().max().item<double>();
   const double scale = 1.0 + want.to(at::kDouble).abs().max().item<double>();
@@ -48,6 +53,12 @@ void test_readout(at::ScalarType dtype) {
   check_close(got.relevance, want, 2e-5, "read-out vs explicit softmax " + std::string(c10::toString(dtype)));
   check_close(got.probabilities.select(3, 2), softmax.select(3, image + 77), 2e-5,
               "probabilities vs explicit softmax");
+  // a second block of weight 0.5 adds to the relevance it is given, in place
+  const at::Tensor accumulator = got.relevance.clone();  // [B, N]
+  const auto added = star::libtorch::accumulate_relevance_cuda(q, k, lse, layout, columns, weights,
+                                                               scale, 0.5, accumulator);
+  check(added.relevance.data_ptr() == accumulator.data_ptr(), "relevance accumulated in place");
+  check_close(accumulator, 1.5 * want, 2e-5, "two blocks' read-outs, weights 1 and 0.5");
 }
 
 void test_allocation() {

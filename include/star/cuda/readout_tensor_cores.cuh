@@ -88,7 +88,8 @@ constexpr std::size_t tensor_core_block_bytes() {
 }
 
 /// @brief Tensor-core read-out of one chunk of columns: for every image row of the block,
-/// `relevance[b, n] += block_weight / H * sum_h sum_j w_j exp(s q . k_j - lse)`, and the
+/// `relevance[b, n] += block_weight / H * sum_h sum_j w_j exp(s q . k_j - lse)` (`=` unless
+/// `add_to_relevance`), and the
 /// probabilities where `probabilities.data` is set. Grid `(ceil(N / 32), B)` of
 /// `mma_warps * 32` threads, `tensor_core_shared_bytes<NTiles>()` of dynamic shared memory;
 /// `NTiles` n8 tiles cover the chunk's columns.
@@ -97,7 +98,8 @@ __global__ void __launch_bounds__(mma_warps * 32, 2)
 tensor_core_readout_kernel(strided_view<const T, 4> q, strided_view<const T, 4> k,
                            strided_view<const float, 3> lse, column_chunk chunk,
                            std::int64_t image_begin, std::int64_t image_tokens, float scale,
-                           float block_weight, strided_view<float, 2> relevance,
+                           float block_weight, bool add_to_relevance,
+                           strided_view<float, 2> relevance,
                            strided_view<float, 4> probabilities) {
   extern __shared__ uint4 staged[];  // [warp][stage][slot][lane]
   __shared__ float warp_sums[mma_warps][mma_rows];  // counted in tensor_core_block_bytes
@@ -207,7 +209,8 @@ tensor_core_readout_kernel(strided_view<const T, 4> q, strided_view<const T, 4> 
   if (threadIdx.x < mma_rows && n < image_tokens) {
     float total = 0.0f;
     for (int w = 0; w < mma_warps; ++w) total += warp_sums[w][threadIdx.x];
-    relevance(b, n) += block_weight / static_cast<float>(heads) * total;
+    const float map = block_weight / static_cast<float>(heads) * total;
+    relevance(b, n) = add_to_relevance ? relevance(b, n) + map : map;
   }
 }
 
@@ -279,9 +282,9 @@ cudaError_t tensor_core_readout(const readout_inputs<T>& in, const column_chunk&
                                    : tensor_core_readout_kernel<T, false, NTiles>;
     constexpr std::size_t shared = tensor_core_shared_bytes<NTiles>();
     const dim3 grid(blocks_for(image_tokens, mma_rows), static_cast<unsigned>(in.q.extents[0]));
-    kernel<<<grid, mma_warps * 32, shared, stream>>>(in.q, in.k, in.lse, chunk, image_begin,
-                                                     image_tokens, in.scale, in.block_weight,
-                                                     relevance, probabilities);
+    kernel<<<grid, mma_warps * 32, shared, stream>>>(
+        in.q, in.k, in.lse, chunk, image_begin, image_tokens, in.scale, in.block_weight,
+        in.accumulate || chunk.first > 0, relevance, probabilities);
     return cudaGetLastError();
   };
   return chunk.count <= 8 ? launch(std::integral_constant<int, 1>{})
