@@ -182,6 +182,10 @@ void bench_batch(const timer& t, copy_reference& copies, report& r, at::Device d
     r.add_ratio("allocation_objective_over_24_block_forwards/" + variant.name + b,
                 (allocation + objective) / (sd35m::blocks * block_seconds), update_limit);
   }
+  // what any objective behind autograd pays at least: `sum(ell)` and its gradient through the
+  // autograd engine
+  r.add_time("autograd_round_trip" + b,
+             t.median_seconds([&] { log_prob_gradient(in.log_prob.sum(), in); }));
 }
 
 std::string json_list(const std::vector<std::int64_t>& values) {
