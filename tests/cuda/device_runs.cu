@@ -52,6 +52,11 @@ device_buffer<T> upload(const std::vector<double>& values) {
   return buffer;
 }
 
+/// Sets `bytes` bytes at `data` to `value` (0xff: float NaNs).
+void fill_bytes(void* data, int value, std::size_t bytes) {
+  if (cudaMemset(data, value, bytes) != cudaSuccess) throw std::runtime_error("cudaMemset failed");
+}
+
 /// `count` elements of a device buffer, widened to double.
 template <class T>
 std::vector<double> download(const T* data, std::size_t count) {
@@ -123,7 +128,7 @@ readout_run run_readout(const readout_case& c, element type, const readout_optio
     const auto k = offset_upload(c.k, options.k_offset);
     const auto lse = upload<float>(c.lse);
     const auto relevance = upload<float>(c.relevance_in);
-    if (options.overwrite) cudaMemset(relevance.data, 0xff, c.relevance_in.size() * sizeof(float));
+    if (options.overwrite) fill_bytes(relevance.data, 0xff, c.relevance_in.size() * sizeof(float));
     device_buffer<float> probabilities(c.batch * c.heads * image * columns);
     const std::size_t bytes = star::cuda::relevance_workspace_bytes(c.batch, c.heads, image);
     device_buffer<unsigned char> workspace(bytes);
@@ -217,8 +222,8 @@ objective_run run_token_objective(const objective_case& c, element type) {
     device_buffer<float> d_log_prob(c.rows * c.tokens), d_kl(c.rows * c.tokens);
     const std::size_t bytes = star::cuda::token_objective_workspace_bytes(c.rows);
     device_buffer<unsigned char> workspace(bytes);
-    cudaMemset(workspace.data, 0, bytes);
-    cudaMemset(repeat.data, 0xff, sizeof(star::cuda::token_objective_totals));  // NaNs
+    fill_bytes(workspace.data, 0, bytes);
+    fill_bytes(repeat.data, 0xff, sizeof(star::cuda::token_objective_totals));
     const bool has_kl = !c.kl.empty();
     const star::cuda::token_objective_inputs<T> in{
         star::contiguous_view<const T, 2>(log_prob.data, dims),

@@ -142,7 +142,8 @@ void readout_matches_reference(const star::token_layout& layout, std::vector<std
       options.overwrite = true;
       const readout_run alone = run_readout(c, type, options);
       check(alone.status == 0, "overwriting read-out launch status");
-      check_close(alone.relevance, expected_alone, tolerance(type), "overwritten relevance " + what);
+      check_close(alone.relevance, expected_alone, tolerance(type),
+                  "overwritten relevance " + what);
     }
   }
 }
@@ -385,6 +386,8 @@ void test_token_objective() {
   plain.kl.clear();
   plain.beta = 0.0;
   objective_matches_reference(plain, "no gamma, no KL");
+  // more rows than fit on the GPU at once and than the last block has threads to add them
+  objective_matches_reference(random_objective(2000, 64, 44), "2000 rows of 64");
 }
 
 /// I5: rows with A = 0 contribute zero loss and zero gradient.

@@ -143,8 +143,8 @@ inline constexpr int row_sums = 5;
 /// per-row sums in double.
 /// @param rows `R`
 constexpr std::size_t token_objective_workspace_bytes(std::int64_t rows) {
-  return aligned_bytes(sizeof(unsigned)) +
-         aligned_bytes(static_cast<std::size_t>(rows) * objective_detail::row_sums * sizeof(double));
+  const std::size_t sums = static_cast<std::size_t>(rows) * objective_detail::row_sums;
+  return aligned_bytes(sizeof(unsigned)) + aligned_bytes(sums * sizeof(double));
 }
 
 /// @brief The token-mode objective `L_pg + beta L_kl` and its metrics, written to `totals`
@@ -153,9 +153,11 @@ constexpr std::size_t token_objective_workspace_bytes(std::int64_t rows) {
 /// @param in        ell, ell_old, W [R, N]; A, gamma [R]; kl [R, N] optional (all device)
 /// @param params    eps_tok, beta, KL weighting
 /// @param totals    device, one `token_objective_totals`
-/// @param workspace device, at least `token_objective_workspace_bytes(R)` bytes, zero-filled
-///                  before its first use (e.g. `cudaMemsetAsync`); each call leaves it zero-filled
-///                  again, so calls in stream order may share it, concurrent calls may not
+/// @param workspace device, at least `token_objective_workspace_bytes(R)` bytes whose first
+///                  `sizeof(unsigned)` (the count) are zero before the first call (e.g.
+///                  `cudaMemsetAsync`); each call leaves them zero, so forward calls in stream
+///                  order may share one workspace; concurrent calls, or other uses of it in
+///                  between, may not
 /// @return `cudaErrorInvalidValue` on inconsistent inputs, else the launch status
 template <class T>
   requires is_kernel_element<T>

@@ -4,8 +4,8 @@
 /// `R[b, n] += block_weight * sum_j w_j * mean_h exp(s q_n . k_j - LSE[b, h, n])` (or `=`, see
 /// `readout_inputs::accumulate`; the LSE of image row `n`, at `image_begin + n` of the joint
 /// sequence) in one pass over `q` per chunk of 16 columns, never forming the `N x T` scores;
-/// optionally also the probabilities. float16 and bfloat16 run on tensor cores where the device has them
-/// (star/cuda/readout_tensor_cores.cuh), everything else on CUDA cores
+/// optionally also the probabilities. float16 and bfloat16 run on tensor cores where the
+/// device has them (star/cuda/readout_tensor_cores.cuh), everything else on CUDA cores
 /// (star/cuda/readout_cuda_cores.cuh).
 
 #include <algorithm>
@@ -51,8 +51,8 @@ cudaError_t queue_readout(const readout_inputs<T>& in, const token_layout& layou
     if (const cudaError_t status = launch(chunk); status != cudaSuccess) return status;
   }
   return tensor_cores ? cudaSuccess
-                      : add_head_mean(partial, in.q.extents[1], in.block_weight, in.accumulate,
-                                      relevance, stream);
+                      : store_head_mean(partial, in.q.extents[1], in.block_weight,
+                                        in.accumulate, relevance, stream);
 }
 
 }  // namespace readout_detail

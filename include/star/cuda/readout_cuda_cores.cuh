@@ -195,11 +195,11 @@ selected_columns_kernel(strided_view<const T, 4> q, strided_view<const T, 4> k,
 }
 
 /// @brief `relevance[b, n] += block_weight / H * sum_h partial[h][b][n]` (`=` unless
-/// `add_to_relevance`), one thread per (b, n); a template over the partial sums' type, so that
-/// the header defines it once for every file.
+/// `accumulate`), one thread per (b, n); a template over the partial sums' type, so that the
+/// header defines it once for every file.
 template <class Partial>
 __global__ void head_mean_kernel(const Partial* partial, std::int64_t heads, float block_weight,
-                                 bool add_to_relevance, strided_view<float, 2> relevance) {
+                                 bool accumulate, strided_view<float, 2> relevance) {
   const std::int64_t batch = relevance.extents[0], image_tokens = relevance.extents[1];
   const std::int64_t i = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (i >= batch * image_tokens) return;
@@ -207,7 +207,7 @@ __global__ void head_mean_kernel(const Partial* partial, std::int64_t heads, flo
   for (std::int64_t h = 0; h < heads; ++h) sum += to_float(partial[h * batch * image_tokens + i]);
   const float map = block_weight / static_cast<float>(heads) * sum;
   float& target = relevance(i / image_tokens, i % image_tokens);
-  target = add_to_relevance ? target + map : map;
+  target = accumulate ? target + map : map;
 }
 
 /// @brief Queues the CUDA-core read-out of one chunk on `stream`: the weighted sums per head go
@@ -233,14 +233,14 @@ cudaError_t cuda_core_readout(const readout_inputs<T>& in, const column_chunk& c
 }
 
 /// @brief Queues `relevance += block_weight / H * sum_h partial[h]` (`=` unless
-/// `add_to_relevance`) on `stream`.
+/// `accumulate`) on `stream`.
 template <class Partial>
-cudaError_t add_head_mean(const Partial* partial, std::int64_t heads, float block_weight,
-                          bool add_to_relevance, strided_view<float, 2> relevance,
-                          cudaStream_t stream) {
+cudaError_t store_head_mean(const Partial* partial, std::int64_t heads, float block_weight,
+                            bool accumulate, strided_view<float, 2> relevance,
+                            cudaStream_t stream) {
   const std::int64_t rows = relevance.extents[0] * relevance.extents[1];
   head_mean_kernel<<<blocks_for(rows, row_block_threads), row_block_threads, 0, stream>>>(
-      partial, heads, block_weight, add_to_relevance, relevance);
+      partial, heads, block_weight, accumulate, relevance);
   return cudaGetLastError();
 }
 

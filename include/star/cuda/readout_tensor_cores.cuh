@@ -89,16 +89,15 @@ constexpr std::size_t tensor_core_block_bytes() {
 
 /// @brief Tensor-core read-out of one chunk of columns: for every image row of the block,
 /// `relevance[b, n] += block_weight / H * sum_h sum_j w_j exp(s q . k_j - lse)` (`=` unless
-/// `add_to_relevance`), and the
-/// probabilities where `probabilities.data` is set. Grid `(ceil(N / 32), B)` of
-/// `mma_warps * 32` threads, `tensor_core_shared_bytes<NTiles>()` of dynamic shared memory;
-/// `NTiles` n8 tiles cover the chunk's columns.
+/// `accumulate`), and the probabilities where `probabilities.data` is set. Grid
+/// `(ceil(N / 32), B)` of `mma_warps * 32` threads, `tensor_core_shared_bytes<NTiles>()` of
+/// dynamic shared memory; `NTiles` n8 tiles cover the chunk's columns.
 template <class T, bool Vectorized, int NTiles>
 __global__ void __launch_bounds__(mma_warps * 32, 2)
 tensor_core_readout_kernel(strided_view<const T, 4> q, strided_view<const T, 4> k,
                            strided_view<const float, 3> lse, column_chunk chunk,
                            std::int64_t image_begin, std::int64_t image_tokens, float scale,
-                           float block_weight, bool add_to_relevance,
+                           float block_weight, bool accumulate,
                            strided_view<float, 2> relevance,
                            strided_view<float, 4> probabilities) {
   extern __shared__ uint4 staged[];  // [warp][stage][slot][lane]
@@ -210,7 +209,7 @@ tensor_core_readout_kernel(strided_view<const T, 4> q, strided_view<const T, 4> 
     float total = 0.0f;
     for (int w = 0; w < mma_warps; ++w) total += warp_sums[w][threadIdx.x];
     const float map = block_weight / static_cast<float>(heads) * total;
-    relevance(b, n) = add_to_relevance ? relevance(b, n) + map : map;
+    relevance(b, n) = accumulate ? relevance(b, n) + map : map;
   }
 }
 

@@ -48,7 +48,7 @@ __device__ float kl_weight(const token_objective_inputs<T>& in, bool by_allocati
 /// @brief The totals from the `R` rows' sums, in row order (one block, every thread calls it).
 __device__ inline void write_totals(const double* sums, std::int64_t rows, std::int64_t tokens,
                                     float beta, double* scratch, token_objective_totals* totals) {
-  double mean[row_sums] = {};
+  double mean[row_sums] = {};  // sums over the rows, then means over the entries
   for (std::int64_t r = threadIdx.x; r < rows; r += blockDim.x)
     for (int s = 0; s < row_sums; ++s) mean[s] += __ldcg(sums + r * row_sums + s);
   block_sums(mean, scratch);
@@ -90,6 +90,7 @@ __global__ void forward_kernel(token_objective_inputs<T> in, token_objective_par
   }
   __syncthreads();
   if (!last) return;
+  __threadfence();  // and this block reads them after it has seen the count
   write_totals(sums, rows, tokens, params.beta, scratch, totals);
   if (threadIdx.x == 0) *finished = 0;
 }

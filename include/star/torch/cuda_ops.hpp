@@ -78,12 +78,10 @@ inline cudaStream_t current_stream(at::Device device) {
   return c10::cuda::getCurrentCUDAStream(device.index()).stream();
 }
 
-/// @brief Caller-owned workspace for a launcher: `bytes` from the caching allocator, zero-filled
-/// when `zeroed`.
-inline at::Tensor workspace(std::size_t bytes, at::Device device, bool zeroed = false) {
-  const auto options = at::TensorOptions().dtype(at::kByte).device(device);
-  const std::int64_t size = static_cast<std::int64_t>(bytes > 0 ? bytes : 1);
-  return zeroed ? at::zeros({size}, options) : at::empty({size}, options);  // [bytes]
+/// @brief Caller-owned workspace for a launcher: `bytes` from the caching allocator.
+inline at::Tensor workspace(std::size_t bytes, at::Device device) {
+  return at::empty({static_cast<std::int64_t>(bytes > 0 ? bytes : 1)},
+                   at::TensorOptions().dtype(at::kByte).device(device));  // [bytes]
 }
 
 /// @brief The read-out launcher's inputs over LibTorch tensors of ATen type `A` (checked by the
@@ -124,7 +122,8 @@ struct cuda_readout_result {
 /// @param weights    [S] `w_j`, finite and >= 0
 /// @param scale      logit scale `s` (`1 / sqrt(D)` for SD3)
 /// @param block_weight factor of this block's map (e.g. `1 / |Λ|`)
-/// @param relevance  [B, N] float32 CUDA accumulator; undefined: starts from zeros
+/// @param relevance  [B, N] float32 CUDA accumulator, added to in place; undefined: a new
+///                   tensor holding this block's map
 /// @param with_probabilities also return the probabilities
 inline cuda_readout_result accumulate_relevance_cuda(
     const at::Tensor& q, const at::Tensor& k, const at::Tensor& lse, const token_layout& layout,
@@ -136,8 +135,8 @@ inline cuda_readout_result accumulate_relevance_cuda(
   const std::int64_t image = layout.image_tokens();
   const auto options = at::TensorOptions().dtype(at::kFloat).device(device);
   const bool accumulate = relevance.defined();
-  if (!accumulate) relevance = at::empty({dims.batch, image}, options);  // [B, N], written whole
-  const at::Tensor lse_float = lse.to(at::kFloat);                                // [B, H, T]
+  if (!accumulate) relevance = at::empty({dims.batch, image}, options);  // [B, N], all written
+  const at::Tensor lse_float = lse.to(at::kFloat);                       // [B, H, T]
   const at::Tensor probabilities =
       with_probabilities ? at::empty({dims.batch, dims.heads, image,
                                       static_cast<std::int64_t>(columns.size())},
@@ -225,7 +224,7 @@ class token_objective_function : public torch::autograd::Function<token_objectiv
     const at::Tensor totals =
         at::empty({6}, at::TensorOptions().dtype(at::kFloat).device(device));  // [6]
     const std::size_t bytes = star::cuda::token_objective_workspace_bytes(log_prob.size(0));
-    const at::Tensor scratch = cuda_detail::workspace(bytes, device, true);  // [bytes]
+    const at::Tensor scratch = cuda_detail::workspace(bytes, device).zero_();  // [bytes]
     launch(prepared, {static_cast<float>(clip_range), static_cast<float>(beta),
                       kl_weighted_by_allocation},
            [&](const auto& in, const auto& params) {
