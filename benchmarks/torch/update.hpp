@@ -92,12 +92,6 @@ inline at::Tensor naive_token_loss(const update_inputs& in, double eps) {
 }
 
 #ifdef STAR_BENCH_FUSED
-/// `t` ([R, N] float32, contiguous) as the kernels' view, of `float` or `const float`.
-template <class E>
-strided_view<E, 2> rows_view(const at::Tensor& t) {
-  return contiguous_view<E, 2>(t.data_ptr<float>(), {t.size(0), t.size(1)});
-}
-
 /// The fused allocation and objective kernels launched directly on buffers made beforehand
 /// (float32, no autograd), with the options and `lambda` ([R]) of the `fused` variant: what
 /// the kernels cost on a busy stream without the LibTorch wrappers' per-call work
@@ -123,31 +117,41 @@ inline update_variant fused_kernel_variant(const update_inputs& in,
       static_cast<float>(allocation.w_max.value_or(0.0))};
   const star::cuda::token_objective_params objective_params{
       static_cast<float>(objective.token_clip_range), static_cast<float>(objective.beta), false};
-  const cudaStream_t stream = libtorch::cuda_detail::current_stream(in.relevance.device());
+  const at::Device device = in.relevance.device();
+  const cudaStream_t stream = libtorch::cuda_detail::current_stream(device);
+  using libtorch::view_of;
+  const auto relevance = view_of<const float, 2>(in.relevance, "relevance", device);
+  const star::cuda::allocation_outputs allocation_out{
+      view_of<float, 2>(weights, "weights", device), used_lambda.data_ptr<float>(),
+      entropy.data_ptr<float>(), capped.data_ptr<std::int32_t>()};
+  const star::cuda::token_objective_inputs<float> inputs{
+      view_of<const float, 2>(log_prob, "log_prob", device),
+      view_of<const float, 2>(in.old_log_prob, "old_log_prob", device),
+      view_of<const float, 2>(in.allocation, "allocation", device),
+      in.advantages.data_ptr<float>(),
+      nullptr,
+      {}};
+  const auto gradient = view_of<float, 2>(d_log_prob, "d_log_prob", device);
+  auto* const sums =
+      reinterpret_cast<star::cuda::token_objective_totals*>(totals.data_ptr<float>());
+  // both calls keep alive the tensors their views point into
+  const std::vector<at::Tensor> buffers{weights, used_lambda, entropy,   capped,
+                                        log_prob, totals,     workspace, d_log_prob};
   return {"fused_kernels",
-          [=, &in] {
+          [=, keep = buffers] {
             libtorch::cuda_detail::check(
-                star::cuda::allocate_rows<float>(
-                    rows_view<const float>(in.relevance), allocation_params,
-                    {rows_view<float>(weights), used_lambda.data_ptr<float>(),
-                     entropy.data_ptr<float>(), capped.data_ptr<std::int32_t>()},
-                    stream),
+                star::cuda::allocate_rows<float>(relevance, allocation_params, allocation_out,
+                                                 stream),
                 "allocate_rows");
           },
-          [=, &in] {
-            const star::cuda::token_objective_inputs<float> inputs{
-                rows_view<const float>(log_prob), rows_view<const float>(in.old_log_prob),
-                rows_view<const float>(in.allocation), in.advantages.data_ptr<float>(), nullptr,
-                {}};
-            auto* const sums = reinterpret_cast<star::cuda::token_objective_totals*>(
-                totals.data_ptr<float>());
+          [=, keep = buffers] {
             libtorch::cuda_detail::check(
                 star::cuda::token_objective_forward(inputs, objective_params, sums,
                                                     workspace.data_ptr(), bytes, stream),
                 "token_objective_forward");
             libtorch::cuda_detail::check(
-                star::cuda::token_objective_backward(inputs, objective_params, nullptr,
-                                                     rows_view<float>(d_log_prob), {}, stream),
+                star::cuda::token_objective_backward(inputs, objective_params, nullptr, gradient,
+                                                     {}, stream),
                 "token_objective_backward");
           }};
 }
