@@ -179,6 +179,10 @@ void bench_batch(const timer& t, copy_reference& copies, report& r, at::Device d
                copies.seconds(allocation_bytes(in)));
     r.add_time("token_objective_fwd_bwd/" + variant.name + b, objective, objective_bytes(in),
                copies.seconds(objective_bytes(in)));
+    if (variant.objective_one_pass)
+      r.add_time("token_objective_one_pass/" + variant.name + b,
+                 t.median_seconds(variant.objective_one_pass), one_pass_objective_bytes(in),
+                 copies.seconds(one_pass_objective_bytes(in)));
     r.add_ratio("allocation_objective_over_24_block_forwards/" + variant.name + b,
                 (allocation + objective) / (sd35m::blocks * block_seconds), update_limit);
   }

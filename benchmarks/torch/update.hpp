@@ -5,7 +5,8 @@
 // - composite: star::allocate and star::spatial_policy_objective over star::libtorch::backend,
 //   differentiated by autograd;
 // - fused: star::libtorch::allocate_cuda and token_objective_cuda;
-// - fused_kernels: the same kernels launched directly on buffers made beforehand;
+// - fused_kernels: the same kernels launched directly on buffers made beforehand, and the
+//   objective also in one pass (the forward writing the gradient for an upstream of 1);
 // - naive: the same formulas written directly in ATen (no checks, no metrics).
 
 #include <ATen/ATen.h>
@@ -28,10 +29,12 @@
 
 namespace star::bench {
 
-/// One variant's two calls.
+/// One variant's calls: the allocation, the objective forward + backward, and where the
+/// variant has one, the objective with its gradient in one pass (else empty).
 struct update_variant {
   std::string name;
   std::function<void()> allocate, objective;
+  std::function<void()> objective_one_pass = {};
 };
 
 /// The inputs of one update, float32 on the device.
@@ -68,6 +71,12 @@ inline double allocation_bytes(const update_inputs& in) {
 /// `W`; the backward reads them again and writes `d ell`.
 inline double objective_bytes(const update_inputs& in) {
   return 7.0 * sizeof(float) * static_cast<double>(in.log_prob.numel());
+}
+
+/// Least traffic of the objective with its gradient in one pass: read `ell`, `ell_old`, `W`,
+/// write `d ell`.
+inline double one_pass_objective_bytes(const update_inputs& in) {
+  return 4.0 * sizeof(float) * static_cast<double>(in.log_prob.numel());
 }
 
 /// `d loss / d ell`, leaving no gradient behind in `ell`.
@@ -131,7 +140,8 @@ inline update_variant fused_kernel_variant(const update_inputs& in,
       in.advantages.data_ptr<float>(),
       nullptr,
       {}};
-  const auto gradient = view_of<float, 2>(d_log_prob, "d_log_prob", device);
+  const star::cuda::token_objective_gradient gradient{
+      nullptr, view_of<float, 2>(d_log_prob, "d_log_prob", device), {}};
   auto* const sums =
       reinterpret_cast<star::cuda::token_objective_totals*>(totals.data_ptr<float>());
   // both calls keep alive the tensors their views point into
@@ -150,9 +160,14 @@ inline update_variant fused_kernel_variant(const update_inputs& in,
                                                     workspace.data_ptr(), bytes, stream),
                 "token_objective_forward");
             libtorch::cuda_detail::check(
-                star::cuda::token_objective_backward(inputs, objective_params, nullptr, gradient,
-                                                     {}, stream),
+                star::cuda::token_objective_backward(inputs, objective_params, gradient, stream),
                 "token_objective_backward");
+          },
+          [=, keep = buffers] {
+            libtorch::cuda_detail::check(
+                star::cuda::token_objective_forward(inputs, objective_params, sums,
+                                                    workspace.data_ptr(), bytes, stream, gradient),
+                "token_objective_forward with its gradient");
           }};
 }
 #endif

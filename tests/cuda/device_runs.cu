@@ -4,6 +4,7 @@
 
 #include <cuda_runtime.h>
 
+#include <array>
 #include <cstring>
 #include <stdexcept>
 #include <utility>
@@ -220,10 +221,13 @@ objective_run run_token_objective(const objective_case& c, element type) {
     const auto loss_grad = upload<float>({c.loss_grad});
     device_buffer<star::cuda::token_objective_totals> totals(1), repeat(1);
     device_buffer<float> d_log_prob(c.rows * c.tokens), d_kl(c.rows * c.tokens);
+    device_buffer<float> forward_d_log_prob(c.rows * c.tokens), forward_d_kl(c.rows * c.tokens);
     const std::size_t bytes = star::cuda::token_objective_workspace_bytes(c.rows);
     device_buffer<unsigned char> workspace(bytes);
     fill_bytes(workspace.data, 0, bytes);
     fill_bytes(repeat.data, 0xff, sizeof(star::cuda::token_objective_totals));
+    fill_bytes(forward_d_log_prob.data, 0xff, c.rows * c.tokens * sizeof(float));
+    fill_bytes(forward_d_kl.data, 0xff, c.rows * c.tokens * sizeof(float));
     const bool has_kl = !c.kl.empty();
     const star::cuda::token_objective_inputs<T> in{
         star::contiguous_view<const T, 2>(log_prob.data, dims),
@@ -235,15 +239,21 @@ objective_run run_token_objective(const objective_case& c, element type) {
     const star::cuda::token_objective_params params{static_cast<float>(c.clip_range),
                                                     static_cast<float>(c.beta),
                                                     c.kl_weighted_by_allocation};
+    const auto gradient_into = [&](float* log_prob_out, float* kl_out) {
+      return star::cuda::token_objective_gradient{
+          loss_grad.data, star::contiguous_view<float, 2>(log_prob_out, dims),
+          star::contiguous_view<float, 2>(has_kl ? kl_out : nullptr, dims)};
+    };
     objective_run run{};
-    for (auto* out : {totals.data, repeat.data}) {
-      run.status = star::cuda::token_objective_forward(in, params, out, workspace.data, bytes,
-                                                       nullptr);
-      if (run.status != cudaSuccess) return run;
-    }
+    run.status = star::cuda::token_objective_forward(in, params, totals.data, workspace.data,
+                                                     bytes, nullptr);
+    if (run.status != cudaSuccess) return run;
+    run.status = star::cuda::token_objective_forward(
+        in, params, repeat.data, workspace.data, bytes, nullptr,
+        gradient_into(forward_d_log_prob.data, forward_d_kl.data));
+    if (run.status != cudaSuccess) return run;
     run.status = star::cuda::token_objective_backward(
-        in, params, loss_grad.data, star::contiguous_view<float, 2>(d_log_prob.data, dims),
-        star::contiguous_view<float, 2>(has_kl ? d_kl.data : nullptr, dims), nullptr);
+        in, params, gradient_into(d_log_prob.data, d_kl.data), nullptr);
     if (run.status != cudaSuccess) return run;
     run.status = cudaDeviceSynchronize();
     if (run.status != cudaSuccess) return run;
@@ -261,8 +271,35 @@ objective_run run_token_objective(const objective_case& c, element type) {
     run.approx_kl = host.approx_kl;
     run.d_log_prob = download(d_log_prob.data, c.rows * c.tokens);
     if (has_kl) run.d_kl = download(d_kl.data, c.rows * c.tokens);
+    run.forward_gradient_identical =
+        download(forward_d_log_prob.data, c.rows * c.tokens) == run.d_log_prob &&
+        (!has_kl || download(forward_d_kl.data, c.rows * c.tokens) == run.d_kl);
     return run;
   });
+}
+
+std::vector<int> objective_gradient_rejections(const objective_case& c) {
+  const std::array<std::int64_t, 2> dims{c.rows, c.tokens}, wider{c.rows, c.tokens + 1};
+  const auto log_prob = upload<float>(c.log_prob), old_log_prob = upload<float>(c.old_log_prob);
+  const auto allocation = upload<float>(c.allocation), advantages = upload<float>(c.advantages);
+  device_buffer<float> gradient(c.rows * (c.tokens + 1));
+  device_buffer<star::cuda::token_objective_totals> totals(1);
+  const std::size_t bytes = star::cuda::token_objective_workspace_bytes(c.rows);
+  device_buffer<unsigned char> workspace(bytes);
+  fill_bytes(workspace.data, 0, bytes);
+  const star::cuda::token_objective_inputs<float> in{
+      star::contiguous_view<const float, 2>(log_prob.data, dims),
+      star::contiguous_view<const float, 2>(old_log_prob.data, dims),
+      star::contiguous_view<const float, 2>(allocation.data, dims), advantages.data, nullptr, {}};
+  const star::cuda::token_objective_params params{static_cast<float>(c.clip_range), 0.0f, false};
+  const auto forward = [&](const star::cuda::token_objective_gradient& g) {
+    return static_cast<int>(star::cuda::token_objective_forward(in, params, totals.data,
+                                                                workspace.data, bytes, nullptr, g));
+  };
+  const auto fitting = star::contiguous_view<float, 2>(gradient.data, dims);
+  return {forward({nullptr, star::contiguous_view<float, 2>(gradient.data, wider), {}}),
+          forward({nullptr, {}, fitting}),
+          static_cast<int>(star::cuda::token_objective_backward(in, params, {}, nullptr))};
 }
 
 }  // namespace star::test::cuda

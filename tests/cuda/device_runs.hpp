@@ -107,8 +107,16 @@ struct objective_run {
   /// A second forward on the same workspace, into NaN-filled totals, wrote the same bits and
   /// left the workspace's count of finished rows at zero.
   bool repeat_identical;
+  /// That second forward also wrote the gradient, into NaN-filled buffers: the same bits as
+  /// the backward's.
+  bool forward_gradient_identical;
 };
 
 objective_run run_token_objective(const objective_case& c, element type);
+
+/// The launch statuses of the objective with gradient outputs that do not fit `c` (float32):
+/// a forward with a `[R, N + 1]` `d_log_prob`, a forward with a `d_kl` while `c` has no KL
+/// input, and a backward without `d_log_prob`.
+std::vector<int> objective_gradient_rejections(const objective_case& c);
 
 }  // namespace star::test::cuda

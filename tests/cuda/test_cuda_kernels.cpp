@@ -364,6 +364,7 @@ void objective_matches_reference(objective_case c, const std::string& label) {
     check(run.status == 0, "objective launch status " + std::to_string(run.status));
     if (run.status != 0) continue;
     check(run.repeat_identical, "a second forward on the same workspace " + label);
+    check(run.forward_gradient_identical, "the forward's gradient is the backward's " + label);
     const double entry = 1.0 / double(c.rows * c.tokens), tol = 1e-4;
     check_close(run.loss, star::ops::item(be, want.loss), tol, "loss " + label);
     check_close(run.policy_loss, want.policy_loss, tol, "policy_loss " + label);
@@ -422,6 +423,11 @@ void test_token_objective_rejects_bad_options() {
   c = random_objective(2, 16, 61);
   c.kl.clear();
   check(run_token_objective(c, element::f32).status != 0, "beta > 0 without kl is rejected");
+  const char* gradient_cases[] = {"a [R, N + 1] d_log_prob", "a d_kl without kl",
+                                  "a backward without d_log_prob"};
+  const std::vector<int> statuses = objective_gradient_rejections(random_objective(2, 16, 62));
+  for (std::size_t i = 0; i < statuses.size(); ++i)
+    check(statuses[i] != 0, std::string(gradient_cases[i]) + " is rejected");
 }
 
 }  // namespace

@@ -147,9 +147,22 @@ constexpr std::size_t token_objective_workspace_bytes(std::int64_t rows) {
   return aligned_bytes(sizeof(unsigned)) + aligned_bytes(sums * sizeof(double));
 }
 
+/// @brief Where the token-mode objective's gradient goes: `d loss / d ell` (and `d loss / d kl`)
+/// times the upstream gradient, i.e. `-Â rho / (R N)` where the clip does not act, 0 where it
+/// does, and `beta omega / (R N)` for the KL — as `spatial_policy_gradient` for
+/// `objective_mode::token`.
+struct token_objective_gradient {
+  const float* loss_grad = nullptr;   ///< device, one float `d out / d loss`; null: 1
+  strided_view<float, 2> d_log_prob;  ///< [R, N] device; `data` null: not written
+  strided_view<float, 2> d_kl;        ///< [R, N] device; `data` null: not written (needs `kl`)
+};
+
 /// @brief The token-mode objective `L_pg + beta L_kl` and its metrics, written to `totals`
 /// (device) — the values `spatial_policy_objective` returns for `objective_mode::token` — in
 /// one launch: the last row to finish adds the per-row sums in row order (deterministic).
+/// A caller that knows the upstream gradient already (e.g. 1 for `loss.backward()`) can have
+/// the same pass write the gradient too, bit for bit what `token_objective_backward` writes,
+/// instead of reading the inputs again in a second launch.
 /// @param in        ell, ell_old, W [R, N]; A, gamma [R]; kl [R, N] optional (all device)
 /// @param params    eps_tok, beta, KL weighting
 /// @param totals    device, one `token_objective_totals`
@@ -158,25 +171,26 @@ constexpr std::size_t token_objective_workspace_bytes(std::int64_t rows) {
 ///                  `cudaMemsetAsync`); each call leaves them zero, so forward calls in stream
 ///                  order may share one workspace; concurrent calls, or other uses of it in
 ///                  between, may not
-/// @return `cudaErrorInvalidValue` on inconsistent inputs, else the launch status
+/// @param gradient  the gradient outputs this pass also writes (none by default)
+/// @return `cudaErrorInvalidValue` on inconsistent inputs or gradient shapes, else the launch
+///         status
 template <class T>
   requires is_kernel_element<T>
 cudaError_t token_objective_forward(const token_objective_inputs<T>& in,
                                     const token_objective_params& params,
                                     token_objective_totals* totals, void* workspace,
-                                    std::size_t workspace_bytes, cudaStream_t stream);
+                                    std::size_t workspace_bytes, cudaStream_t stream,
+                                    const token_objective_gradient& gradient = {});
 
-/// @brief `d loss / d ell` (and `d loss / d kl`) of `token_objective_forward`, times the
-/// upstream gradient: `-Â rho / (R N)` where the clip does not act, 0 where it does;
-/// `beta omega / (R N)` for the KL — as `spatial_policy_gradient` for `objective_mode::token`.
-/// @param loss_grad  device, one float `d out / d loss`; null: 1
-/// @param d_log_prob [R, N] device
-/// @param d_kl       [R, N] device, written when `data` is non-null (needs `in.kl`)
-/// @return `cudaErrorInvalidValue` on inconsistent inputs, else the launch status
+/// @brief The gradient of `token_objective_forward` (see `token_objective_gradient`), in a
+/// launch of its own: for autograd, where the upstream gradient arrives after the forward.
+/// @param gradient  `loss_grad`, `d_log_prob` (required) and `d_kl` (optional)
+/// @return `cudaErrorInvalidValue` on inconsistent inputs or a missing `d_log_prob`, else the
+///         launch status
 template <class T>
   requires is_kernel_element<T>
 cudaError_t token_objective_backward(const token_objective_inputs<T>& in,
                                      const token_objective_params& params,
-                                     const float* loss_grad, strided_view<float, 2> d_log_prob,
-                                     strided_view<float, 2> d_kl, cudaStream_t stream);
+                                     const token_objective_gradient& gradient,
+                                     cudaStream_t stream);
 }  // namespace star::cuda

@@ -17,10 +17,11 @@
       const star::cuda::allocation_outputs&, cudaStream_t);                                    \
   template cudaError_t star::cuda::token_objective_forward<T>(                                 \
       const star::cuda::token_objective_inputs<T>&, const star::cuda::token_objective_params&, \
-      star::cuda::token_objective_totals*, void*, std::size_t, cudaStream_t);                  \
+      star::cuda::token_objective_totals*, void*, std::size_t, cudaStream_t,                   \
+      const star::cuda::token_objective_gradient&);                                            \
   template cudaError_t star::cuda::token_objective_backward<T>(                                \
       const star::cuda::token_objective_inputs<T>&, const star::cuda::token_objective_params&, \
-      const float*, star::strided_view<float, 2>, star::strided_view<float, 2>, cudaStream_t);
+      const star::cuda::token_objective_gradient&, cudaStream_t);
 
 STAR_CUDA_INSTANTIATE_LAUNCHERS(float)
 STAR_CUDA_INSTANTIATE_LAUNCHERS(__half)

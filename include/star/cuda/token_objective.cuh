@@ -1,8 +1,9 @@
 #pragma once
 /// @file
 /// @brief Fused token-mode policy objective (star-method.md §5): forward (per-row partial
-/// sums, reduced to the loss and the metrics by the block that finishes last: one launch) and
-/// backward (`d loss / d ell`, `d loss / d kl`), with the definitions of
+/// sums, reduced to the loss and the metrics by the block that finishes last: one launch; the
+/// gradient too when asked) and backward (`d loss / d ell`, `d loss / d kl`), with the
+/// definitions of
 /// `spatial_policy_objective` and `spatial_policy_gradient` for `objective_mode::token`.
 
 #include <cfloat>
@@ -45,36 +46,77 @@ __device__ float kl_weight(const token_objective_inputs<T>& in, bool by_allocati
   return by_allocation ? to_float(in.allocation(r, n)) : 1.0f;
 }
 
-/// @brief The totals from the `R` rows' sums, in row order (one block, every thread calls it).
-__device__ inline void write_totals(const double* sums, std::int64_t rows, std::int64_t tokens,
-                                    float beta, double* scratch, token_objective_totals* totals) {
-  double mean[row_sums] = {};  // sums over the rows, then means over the entries
-  for (std::int64_t r = threadIdx.x; r < rows; r += blockDim.x)
-    for (int s = 0; s < row_sums; ++s) mean[s] += __ldcg(sums + r * row_sums + s);
-  block_sums(mean, scratch);
-  if (threadIdx.x != 0) return;
-  for (double& m : mean) m /= static_cast<double>(rows * tokens);
-  totals->policy_loss = static_cast<float>(mean[0]);
-  totals->clip_fraction = static_cast<float>(mean[1]);
-  totals->outside_clip_range_fraction = static_cast<float>(mean[2]);
-  totals->approx_kl = static_cast<float>(0.5 * mean[3]);
-  totals->kl_loss = static_cast<float>(mean[4]);
-  totals->loss = static_cast<float>(mean[0] + beta * mean[4]);
+/// @brief `1 / (R N)` times the upstream gradient `*loss_grad` (1 where null): the factor of
+/// every entry's gradient.
+__device__ inline float gradient_scale(const float* loss_grad, std::int64_t rows,
+                                       std::int64_t tokens) {
+  return (loss_grad ? *loss_grad : 1.0f) / static_cast<float>(rows * tokens);
 }
 
-/// @brief One CUDA block per row: the row's `row_sums` sums, in double, into `sums[r]`; the
-/// block that finishes last (counted in `*finished`, zero before and after the launch) adds
-/// the rows in order into `totals`, so the result does not depend on the blocks' order.
+/// @brief The gradient of entry (r, n) into the outputs of `gradient` that are set.
+template <class T>
+__device__ void write_entry_gradient(const token_objective_inputs<T>& in,
+                                     const token_objective_params& params,
+                                     const token_objective_gradient& gradient, float scale,
+                                     const token_term& term, std::int64_t r, std::int64_t n) {
+  if (gradient.d_log_prob.data)
+    gradient.d_log_prob(r, n) = term.clip_acts ? 0.0f : scale * term.slope;
+  if (gradient.d_kl.data)
+    gradient.d_kl(r, n) = scale * params.beta * kl_weight(in, params.kl_weighted_by_allocation, r, n);
+}
+
+/// @brief Rows' sums each thread of the adding block loads before it adds any: one memory
+/// round trip for up to `4 * blockDim.x` rows.
+inline constexpr int rows_in_flight = 4;
+
+/// @brief The totals from the `R` rows' sums, in row order (one block, every thread calls it;
+/// all of them take each round trip, so that the block's warps do not diverge).
+__device__ inline void write_totals(const double* sums, std::int64_t rows, std::int64_t tokens,
+                                    float beta, double* scratch, token_objective_totals* totals) {
+  double total[row_sums] = {};  // this thread's rows, then the block's
+  for (std::int64_t first = 0; first < rows; first += rows_in_flight * blockDim.x) {
+    double loaded[rows_in_flight][row_sums];
+#pragma unroll
+    for (int i = 0; i < rows_in_flight; ++i) {
+      const std::int64_t r = first + threadIdx.x + i * blockDim.x;
+#pragma unroll
+      for (int s = 0; s < row_sums; ++s)
+        loaded[i][s] = r < rows ? __ldcg(sums + r * row_sums + s) : 0.0;
+    }
+#pragma unroll
+    for (int i = 0; i < rows_in_flight; ++i)
+#pragma unroll
+      for (int s = 0; s < row_sums; ++s) total[s] += loaded[i][s];
+  }
+  block_sums(total, scratch);
+  if (threadIdx.x != 0) return;
+  const double per_entry = 1.0 / static_cast<double>(rows * tokens);
+  totals->policy_loss = static_cast<float>(total[0] * per_entry);
+  totals->clip_fraction = static_cast<float>(total[1] * per_entry);
+  totals->outside_clip_range_fraction = static_cast<float>(total[2] * per_entry);
+  totals->approx_kl = static_cast<float>(0.5 * total[3] * per_entry);
+  totals->kl_loss = static_cast<float>(total[4] * per_entry);
+  totals->loss = static_cast<float>((total[0] + beta * total[4]) * per_entry);
+}
+
+/// @brief One CUDA block per row: the row's `row_sums` sums, in double, into `sums[r]`, and the
+/// row's gradient where `gradient` asks for it; the block that finishes last (counted in
+/// `*finished`, zero before and after the launch) adds the rows in order into `totals`, so the
+/// result does not depend on the blocks' order.
 template <class T>
 __global__ void forward_kernel(token_objective_inputs<T> in, token_objective_params params,
-                               unsigned* finished, double* sums, token_objective_totals* totals) {
+                               token_objective_gradient gradient, unsigned* finished,
+                               double* sums, token_objective_totals* totals) {
   __shared__ double scratch[32 * row_sums];
   __shared__ bool last;
   const std::int64_t r = blockIdx.x, rows = gridDim.x, tokens = in.log_prob.extents[1];
+  const bool differentiate = gradient.d_log_prob.data || gradient.d_kl.data;
+  const float scale = differentiate ? gradient_scale(gradient.loss_grad, rows, tokens) : 0.0f;
   double local[row_sums] = {};
 #pragma unroll 4
   for (std::int64_t n = threadIdx.x; n < tokens; n += blockDim.x) {
     const token_term term = entry_term(in, params.clip_range, r, n);
+    if (differentiate) write_entry_gradient(in, params, gradient, scale, term, r, n);
     local[0] += term.loss;
     local[1] += term.clip_acts;
     local[2] += term.outside;
@@ -95,20 +137,17 @@ __global__ void forward_kernel(token_objective_inputs<T> in, token_objective_par
   if (threadIdx.x == 0) *finished = 0;
 }
 
-/// @brief One thread per entry: `d loss / d ell` and, when requested, `d loss / d kl`.
+/// @brief One thread per entry: the outputs of `gradient` that are set.
 template <class T>
 __global__ void gradient_kernel(token_objective_inputs<T> in, token_objective_params params,
-                                const float* loss_grad, strided_view<float, 2> d_log_prob,
-                                strided_view<float, 2> d_kl) {
+                                token_objective_gradient gradient) {
   const std::int64_t rows = in.log_prob.extents[0], tokens = in.log_prob.extents[1];
   const std::int64_t i = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (i >= rows * tokens) return;
   const std::int64_t r = i / tokens, n = i % tokens;
-  const float upstream = (loss_grad ? *loss_grad : 1.0f) / static_cast<float>(rows * tokens);
   const token_term term = entry_term(in, params.clip_range, r, n);
-  d_log_prob(r, n) = term.clip_acts ? 0.0f : upstream * term.slope;
-  if (d_kl.data)
-    d_kl(r, n) = upstream * params.beta * kl_weight(in, params.kl_weighted_by_allocation, r, n);
+  write_entry_gradient(in, params, gradient, gradient_scale(gradient.loss_grad, rows, tokens),
+                       term, r, n);
 }
 
 /// @brief Whether the inputs are consistent: equal [R, N] shapes, advantages present, the
@@ -123,6 +162,15 @@ bool valid(const token_objective_inputs<T>& in, const token_objective_params& pa
          (params.beta == 0.0f || in.kl.data);
 }
 
+/// @brief Whether the gradient outputs that are set have the `[R, N]` shape of the inputs
+/// (`d_kl` only with a KL input).
+template <class T>
+bool valid(const token_objective_inputs<T>& in, const token_objective_gradient& gradient) {
+  const auto dims = in.log_prob.extents;
+  return (!gradient.d_log_prob.data || gradient.d_log_prob.extents == dims) &&
+         (!gradient.d_kl.data || (in.kl.data && gradient.d_kl.extents == dims));
+}
+
 }  // namespace objective_detail
 
 // Documented at its declaration in star/cuda/api.cuh.
@@ -131,17 +179,17 @@ template <class T>
 cudaError_t token_objective_forward(const token_objective_inputs<T>& in,
                                     const token_objective_params& params,
                                     token_objective_totals* totals, void* workspace,
-                                    std::size_t workspace_bytes, cudaStream_t stream) {
+                                    std::size_t workspace_bytes, cudaStream_t stream,
+                                    const token_objective_gradient& gradient) {
   const std::int64_t rows = in.log_prob.extents[0];
-  if (!objective_detail::valid(in, params) || !totals || !workspace ||
-      workspace_bytes < token_objective_workspace_bytes(rows))
+  if (!objective_detail::valid(in, params) || !objective_detail::valid(in, gradient) ||
+      !totals || !workspace || workspace_bytes < token_objective_workspace_bytes(rows))
     return cudaErrorInvalidValue;
   auto* finished = static_cast<unsigned*>(workspace);  // [1]
   auto* sums = reinterpret_cast<double*>(static_cast<char*>(workspace) +
                                          aligned_bytes(sizeof(unsigned)));  // [R, row_sums]
-  objective_detail::forward_kernel<T>
-      <<<static_cast<unsigned>(rows), row_block_threads, 0, stream>>>(in, params, finished, sums,
-                                                                       totals);
+  objective_detail::forward_kernel<T><<<static_cast<unsigned>(rows), row_block_threads, 0,
+                                        stream>>>(in, params, gradient, finished, sums, totals);
   return cudaGetLastError();
 }
 
@@ -150,15 +198,15 @@ template <class T>
   requires is_kernel_element<T>
 cudaError_t token_objective_backward(const token_objective_inputs<T>& in,
                                      const token_objective_params& params,
-                                     const float* loss_grad, strided_view<float, 2> d_log_prob,
-                                     strided_view<float, 2> d_kl, cudaStream_t stream) {
+                                     const token_objective_gradient& gradient,
+                                     cudaStream_t stream) {
   const auto [rows, tokens] = in.log_prob.extents;
-  if (!objective_detail::valid(in, params) || d_log_prob.extents != in.log_prob.extents ||
-      (d_kl.data && (!in.kl.data || d_kl.extents != in.log_prob.extents)))
+  if (!objective_detail::valid(in, params) || !objective_detail::valid(in, gradient) ||
+      !gradient.d_log_prob.data)
     return cudaErrorInvalidValue;
   objective_detail::gradient_kernel<T>
       <<<blocks_for(rows * tokens, row_block_threads), row_block_threads, 0, stream>>>(
-          in, params, loss_grad, d_log_prob, d_kl);
+          in, params, gradient);
   return cudaGetLastError();
 }
 

@@ -258,11 +258,11 @@ class token_objective_function : public torch::autograd::Function<token_objectiv
             static_cast<float>(ctx->saved_data["beta"].toDouble()),
             ctx->saved_data["kl_weighted_by_allocation"].toBool()},
            [&](const auto& in, const auto& params) {
-             return star::cuda::token_objective_backward(
-                 in, params, upstream.data_ptr<float>(),
-                 view_of<float, 2>(d_log_prob, "d_log_prob", device),
-                 has_kl ? view_of<float, 2>(d_kl, "d_kl", device) : strided_view<float, 2>{},
-                 cuda_detail::current_stream(device));
+             const star::cuda::token_objective_gradient gradient{
+                 upstream.data_ptr<float>(), view_of<float, 2>(d_log_prob, "d_log_prob", device),
+                 has_kl ? view_of<float, 2>(d_kl, "d_kl", device) : strided_view<float, 2>{}};
+             return star::cuda::token_objective_backward(in, params, gradient,
+                                                         cuda_detail::current_stream(device));
            });
     return {d_log_prob.to(log_prob.scalar_type()), at::Tensor(), at::Tensor(), at::Tensor(),
             at::Tensor(), has_kl ? d_kl.to(saved[5].scalar_type()) : at::Tensor(),
