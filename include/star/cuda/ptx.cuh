@@ -1,8 +1,9 @@
 #pragma once
 /// @file
-/// @brief The PTX instructions of sm_80 and later that the kernels use: the tensor-core product
-/// `mma.sync.m16n8k16` and asynchronous copies to shared memory (`cp.async`). Compiled for an
-/// older architecture they trap, so a launcher must check what its kernel was compiled for.
+/// @brief The PTX instructions that the kernels use: of sm_80 and later, the tensor-core product
+/// `mma.sync.m16n8k16` and asynchronous copies to shared memory (`cp.async`) — compiled for an
+/// older architecture they trap, so a launcher must check what its kernel was compiled for —
+/// and the approximate `2^x` of every architecture.
 
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
@@ -32,6 +33,14 @@ __device__ inline void mma_16x8x16(float (&c)[4], const unsigned (&a)[4], unsign
 #else
   __trap();  // callers launch only code compiled for sm_80 or later
 #endif
+}
+
+/// @brief `2^x`, approximately (`ex2.approx.ftz.f32`: relative error below 2^-22, subnormal
+/// inputs and results flushed to zero).
+__device__ inline float exp2_approx(float x) {
+  float y;
+  asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x));
+  return y;
 }
 
 /// @brief Starts copying `Bytes` (16 or 4) from `source` to `target` in shared memory without

@@ -30,21 +30,20 @@ inline constexpr int mma_rows = 32;
 /// pieces of 8; longer heads take several passes.
 inline constexpr int mma_pass_dims = 64;
 
-/// @brief Puts elements `first .. first + 8` of row `(b, h, t)` of `x` into `target`, zeros
-/// past `D` or where `!valid`: a 16-byte copy that completes later when `Vectorized` (`D` a
-/// multiple of 8, rows 16-byte aligned), element by element otherwise.
+/// @brief Puts elements `first .. first + 8` of `row` (elements `stride` apart, `dim` of them)
+/// into `target`, zeros past `dim` or where `row` is null: a 16-byte copy that completes later
+/// when `Vectorized` (`stride` 1, `dim` a multiple of 8, rows 16-byte aligned; `any` is a
+/// readable address for the copies that read nothing), element by element otherwise.
 template <class T, bool Vectorized>
-__device__ inline void stage_piece(uint4* target, const strided_view<const T, 4>& x, int b, int h,
-                                   std::int64_t t, int first, bool valid) {
-  const int dim = static_cast<int>(x.extents[3]);
+__device__ inline void stage_piece(uint4* target, const T* row, std::int64_t stride, int dim,
+                                   int first, const T* any) {
   if constexpr (Vectorized) {
-    const bool inside = valid && first < dim;
-    copy_async<16>(target, inside ? &x(b, h, t, first) : x.data, inside);
+    const bool inside = row && first < dim;
+    copy_async<16>(target, inside ? row + first : any, inside);
   } else {
     T elements[8];
 #pragma unroll
-    for (int e = 0; e < 8; ++e)
-      elements[e] = valid && first + e < dim ? x(b, h, t, first + e) : T(0.0f);
+    for (int e = 0; e < 8; ++e) elements[e] = row && first + e < dim ? row[(first + e) * stride] : T(0.0f);
     memcpy(target, elements, sizeof(elements));
   }
 }
@@ -110,54 +109,85 @@ tensor_core_readout_kernel(strided_view<const T, 4> q, strided_view<const T, 4> 
   const int units = (heads - warp + mma_warps - 1) / mma_warps * passes;  // (head, pass) pairs
   const std::int64_t block_row = static_cast<std::int64_t>(blockIdx.x) * mma_rows;
   const auto row_of = [&](int m, int r) { return block_row + m * 16 + r * 8 + g; };
-  const auto slots_of = [&](int unit) {
+  const auto slots_of = [&](int buffer) {
     constexpr int count = operand_slots<NTiles>::count;
-    const int buffer = warp * mma_stages + unit % mma_stages;
-    return operand_slots<NTiles>{staged + buffer * count * 32 + lane};
+    return operand_slots<NTiles>{staged + (warp * mma_stages + buffer) * count * 32 + lane};
   };
 
-  // Starts staging the operands of `unit`, as one group of copies.
-  const auto stage = [&](int unit) {
-    const operand_slots<NTiles> slots = slots_of(unit);
-    const int h = warp + unit / passes * mma_warps, pass = unit % passes;
+  // What the lane reads, as offsets at head 0 of batch element b, computed once: its four
+  // image rows (row 2m + r of the lane is 8 (2m + r) rows after its first) in q and the LSE,
+  // and key g of each n8 tile in k; a unit adds its head's offset.
+  const std::int64_t first_row = image_begin + block_row + g;
+  const std::int64_t q_rows = b * q.strides[0] + first_row * q.strides[2];
+  const std::int64_t lse_rows = b * lse.strides[0] + first_row * lse.strides[2];
+  unsigned rows_inside = 0;  // bit 2m + r: the row is an image row (not past N)
+#pragma unroll
+  for (int m = 0; m < 2; ++m)
+#pragma unroll
+    for (int r = 0; r < 2; ++r) rows_inside |= (row_of(m, r) < image_tokens ? 1u : 0u) << (2 * m + r);
+  std::int64_t key_rows[NTiles];  // offset of key g of tile nt; -1 past the chunk
+  float weights[NTiles][2];       // w_j of this lane's columns 2c, 2c + 1 of each tile (0 past it)
+#pragma unroll
+  for (int nt = 0; nt < NTiles; ++nt) {
+    const int j = nt * 8 + g;
+    key_rows[nt] = j < chunk.count ? b * k.strides[0] + chunk.position[j] * k.strides[2] : -1;
+#pragma unroll
+    for (int parity = 0; parity < 2; ++parity) {
+      const int column = nt * 8 + 2 * c + parity;
+      weights[nt][parity] = column < chunk.count ? chunk.weight[column] : 0.0f;
+    }
+  }
+
+  // Starts staging the operands of (head h, pass) into buffer `buffer`, as one group of copies.
+  const auto stage = [&](int h, int pass, int buffer) {
+    const operand_slots<NTiles> slots = slots_of(buffer);
     const int first = pass * mma_pass_dims + 8 * c;
+    const T* q_head = q.data + q_rows + h * q.strides[1];
+    const float* lse_head = lse.data + lse_rows + h * lse.strides[1];
+    const bool lse_pass = pass == passes - 1;
 #pragma unroll
     for (int m = 0; m < 2; ++m)
 #pragma unroll
       for (int r = 0; r < 2; ++r) {
-        const std::int64_t n = row_of(m, r);
-        const bool row_valid = n < image_tokens;
+        const int row = 2 * m + r;
+        const bool inside = rows_inside >> row & 1u;
+        const T* q_row = inside ? q_head + row * 8 * q.strides[2] : nullptr;
 #pragma unroll
         for (int piece = 0; piece < 2; ++piece)
-          stage_piece<T, Vectorized>(slots.q(m, r, piece), q, b, h, image_begin + n,
-                                     first + 32 * piece, row_valid);
-        const bool lse_wanted = row_valid && pass == passes - 1;
-        copy_async<4>(slots.lse() + 2 * m + r,
-                      lse_wanted ? &lse(b, h, image_begin + n) : lse.data, lse_wanted);
+          stage_piece<T, Vectorized>(slots.q(m, r, piece), q_row, q.strides[3], dim,
+                                     first + 32 * piece, q.data);
+        const bool lse_wanted = inside && lse_pass;
+        copy_async<4>(slots.lse() + row,
+                      lse_wanted ? lse_head + row * 8 * lse.strides[2] : lse.data, lse_wanted);
       }
+    const T* k_head = k.data + h * k.strides[1];
 #pragma unroll
     for (int nt = 0; nt < NTiles; ++nt) {
-      const int j = nt * 8 + g;
-      const std::int64_t position = j < chunk.count ? chunk.position[j] : 0;
+      const T* key = key_rows[nt] >= 0 ? k_head + key_rows[nt] : nullptr;
 #pragma unroll
       for (int piece = 0; piece < 2; ++piece)
-        stage_piece<T, Vectorized>(slots.key(nt, piece), k, b, h, position, first + 32 * piece,
-                                   j < chunk.count);
+        stage_piece<T, Vectorized>(slots.key(nt, piece), key, k.strides[3], dim,
+                                   first + 32 * piece, k.data);
     }
     commit_copies();
   };
 
+  constexpr float log2e = 1.4426950408889634f;
+  const float scale_log2 = scale * log2e;  // exp(s x - lse) = 2^(x s log2 e - lse log2 e)
   float scores[2][NTiles][4] = {};  // [m tile][n tile][mma accumulator]
   float row_sums[2][2] = {};        // [m tile][row g, g + 8]: this lane's columns, all heads
-  if (units > 0) stage(0);
+  int h = warp, pass = 0;           // of the unit being worked on
+  if (units > 0) stage(h, pass, 0);
   for (int unit = 0; unit < units; ++unit) {
+    const int next_pass = pass + 1 == passes ? 0 : pass + 1;
+    const int next_h = next_pass == 0 ? h + mma_warps : h;
     if (unit + 1 < units) {
-      stage(unit + 1);
+      stage(next_h, next_pass, (unit + 1) % mma_stages);
       wait_for_copies<1>();
     } else {
       wait_for_copies<0>();
     }
-    const operand_slots<NTiles> slots = slots_of(unit);
+    const operand_slots<NTiles> slots = slots_of(unit % mma_stages);
 #pragma unroll
     for (int piece = 0; piece < 2; ++piece) {
       uint4 keys[NTiles];
@@ -175,23 +205,28 @@ tensor_core_readout_kernel(strided_view<const T, 4> q, strided_view<const T, 4> 
         }
       }
     }
-    if (unit % passes != passes - 1) continue;
-    const int h = warp + unit / passes * mma_warps;
+    if (pass == passes - 1) {
 #pragma unroll
-    for (int m = 0; m < 2; ++m)
+      for (int m = 0; m < 2; ++m)
 #pragma unroll
-      for (int nt = 0; nt < NTiles; ++nt)
+        for (int r = 0; r < 2; ++r) {
+          const float lse_log2 = slots.lse()[2 * m + r] * log2e;
 #pragma unroll
-        for (int i = 0; i < 4; ++i) {
-          const int r = i / 2, j = nt * 8 + 2 * c + i % 2;
-          const std::int64_t n = row_of(m, r);
-          if (j < chunk.count && n < image_tokens) {
-            const float p = __expf(scale * scores[m][nt][i] - slots.lse()[2 * m + r]);
-            if (probabilities.data) probabilities(b, h, n, chunk.first + j) = p;
-            row_sums[m][r] += chunk.weight[j] * p;
-          }
-          scores[m][nt][i] = 0.0f;
+          for (int nt = 0; nt < NTiles; ++nt)
+#pragma unroll
+            for (int parity = 0; parity < 2; ++parity) {
+              float& score = scores[m][nt][2 * r + parity];
+              const float p = exp2_approx(score * scale_log2 - lse_log2);
+              row_sums[m][r] += weights[nt][parity] * p;
+              score = 0.0f;
+              const int j = nt * 8 + 2 * c + parity;
+              if (probabilities.data && j < chunk.count && (rows_inside >> (2 * m + r) & 1u))
+                probabilities(b, h, row_of(m, r), chunk.first + j) = p;
+            }
         }
+    }
+    h = next_h;
+    pass = next_pass;
   }
 
 #pragma unroll
