@@ -3,7 +3,7 @@
 /// @brief The PTX instructions that the kernels use: of sm_80 and later, the tensor-core product
 /// `mma.sync.m16n8k16` and asynchronous copies to shared memory (`cp.async`) — compiled for an
 /// older architecture they trap, so a launcher must check what its kernel was compiled for —
-/// and the approximate `2^x` of every architecture.
+/// and the approximate `2^x` and an acquire-release counter of every architecture.
 
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
@@ -41,6 +41,27 @@ __device__ inline float exp2_approx(float x) {
   float y;
   asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x));
   return y;
+}
+
+/// @brief Adds 1 to `*counter` (global memory) and returns the count before, with
+/// acquire-release order at device scope: the writes this thread made before are visible to
+/// any thread that later sees the new count, and the writes of the threads that counted before
+/// are visible to this one (`atom.acq_rel.gpu` on sm_70 and later, fences around a relaxed
+/// add before that).
+__device__ inline unsigned count_arrival(unsigned* counter) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 700
+  unsigned before;
+  asm volatile("atom.acq_rel.gpu.global.add.u32 %0, [%1], 1;\n"
+               : "=r"(before)
+               : "l"(counter)
+               : "memory");
+  return before;
+#else
+  __threadfence();
+  const unsigned before = atomicAdd(counter, 1u);
+  __threadfence();
+  return before;
+#endif
 }
 
 /// @brief Starts copying `Bytes` (16 or 4) from `source` to `target` in shared memory without

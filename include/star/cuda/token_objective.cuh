@@ -13,6 +13,7 @@
 #include "star/core/strided_view.hpp"
 #include "star/cuda/api.cuh"
 #include "star/cuda/common.cuh"
+#include "star/cuda/ptx.cuh"
 #include "star/core/kernel_limits.hpp"
 
 namespace star::cuda {
@@ -127,12 +128,12 @@ __global__ void forward_kernel(token_objective_inputs<T> in, token_objective_par
   block_sums(local, scratch);
   if (threadIdx.x == 0) {
     for (int s = 0; s < row_sums; ++s) sums[r * row_sums + s] = local[s];
-    __threadfence();  // the sums are visible before the count says so
-    last = atomicAdd(finished, 1u) == rows - 1;
+    // releases this row's sums; the last block acquires all of them, for all its threads
+    // through the barrier below
+    last = count_arrival(finished) == rows - 1;
   }
   __syncthreads();
   if (!last) return;
-  __threadfence();  // and this block reads them after it has seen the count
   write_totals(sums, rows, tokens, params.beta, scratch, totals);
   if (threadIdx.x == 0) *finished = 0;
 }

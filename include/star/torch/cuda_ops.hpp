@@ -224,13 +224,16 @@ class token_objective_function : public torch::autograd::Function<token_objectiv
     const at::Tensor totals =
         at::empty({6}, at::TensorOptions().dtype(at::kFloat).device(device));  // [6]
     const std::size_t bytes = star::cuda::token_objective_workspace_bytes(log_prob.size(0));
-    const at::Tensor scratch = cuda_detail::workspace(bytes, device).zero_();  // [bytes]
+    const at::Tensor scratch = cuda_detail::workspace(bytes, device);  // [bytes]
+    const cudaStream_t stream = cuda_detail::current_stream(device);
+    cuda_detail::check(cudaMemsetAsync(scratch.data_ptr(), 0, sizeof(unsigned), stream),
+                       "zeroing the objective's count of finished rows");
     launch(prepared, {static_cast<float>(clip_range), static_cast<float>(beta),
                       kl_weighted_by_allocation},
            [&](const auto& in, const auto& params) {
              return star::cuda::token_objective_forward(
                  in, params, reinterpret_cast<star::cuda::token_objective_totals*>(totals.data_ptr<float>()),
-                 scratch.data_ptr(), bytes, cuda_detail::current_stream(device));
+                 scratch.data_ptr(), bytes, stream);
            });
     // two tensors of their own: LibTorch 2.x gives no grad_fn to an output that is a view of
     // the same base as a non-differentiable one
