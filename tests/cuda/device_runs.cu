@@ -69,6 +69,15 @@ std::vector<double> download(const T* data, std::size_t count) {
   return out;
 }
 
+/// Whether two device buffers of `count` floats hold the same bits.
+bool same_bits(const float* a, const float* b, std::size_t count) {
+  std::vector<float> host_a(count), host_b(count);
+  if (cudaMemcpy(host_a.data(), a, count * sizeof(float), cudaMemcpyDeviceToHost) != cudaSuccess ||
+      cudaMemcpy(host_b.data(), b, count * sizeof(float), cudaMemcpyDeviceToHost) != cudaSuccess)
+    throw std::runtime_error("cudaMemcpy to host failed");
+  return std::memcmp(host_a.data(), host_b.data(), count * sizeof(float)) == 0;
+}
+
 /// Calls `f.template operator()<T>()` with the element type `type` names.
 template <class F>
 auto dispatch(element type, F&& f) {
@@ -271,9 +280,10 @@ objective_run run_token_objective(const objective_case& c, element type) {
     run.approx_kl = host.approx_kl;
     run.d_log_prob = download(d_log_prob.data, c.rows * c.tokens);
     if (has_kl) run.d_kl = download(d_kl.data, c.rows * c.tokens);
+    const std::size_t entries = c.rows * c.tokens;
     run.forward_gradient_identical =
-        download(forward_d_log_prob.data, c.rows * c.tokens) == run.d_log_prob &&
-        (!has_kl || download(forward_d_kl.data, c.rows * c.tokens) == run.d_kl);
+        same_bits(forward_d_log_prob.data, d_log_prob.data, entries) &&
+        (!has_kl || same_bits(forward_d_kl.data, d_kl.data, entries));
     return run;
   });
 }

@@ -426,7 +426,8 @@ void test_token_objective_rejects_bad_options() {
   const char* gradient_cases[] = {"a [R, N + 1] d_log_prob", "a d_kl without kl",
                                   "a backward without d_log_prob"};
   const std::vector<int> statuses = objective_gradient_rejections(random_objective(2, 16, 62));
-  for (std::size_t i = 0; i < statuses.size(); ++i)
+  check(statuses.size() == std::size(gradient_cases), "one status per gradient case");
+  for (std::size_t i = 0; i < statuses.size() && i < std::size(gradient_cases); ++i)
     check(statuses[i] != 0, std::string(gradient_cases[i]) + " is rejected");
 }
 

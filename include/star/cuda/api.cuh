@@ -55,8 +55,9 @@ constexpr std::size_t relevance_workspace_bytes(std::int64_t batch, std::int64_t
 /// Cost `O(B H N |S| D)`; reads the image rows of `q` once per chunk of 16 columns, with
 /// 16-byte loads where rows are `D`-contiguous and 16-byte aligned. float16 and bfloat16 run
 /// on tensor cores on compute capability 8.0 and later where a block may use 105 KiB of shared
-/// memory (sm_80, sm_90; one launch per chunk), everything else on CUDA cores (one launch per
-/// chunk and one for the head mean, through `workspace`).
+/// memory (sm_80, sm_90; one launch per chunk) and no stride of q, k or lse is negative,
+/// everything else on CUDA cores (one launch per chunk and one for the head mean, through
+/// `workspace`).
 /// Launches are queued on `stream`; nothing is synchronised.
 /// @param in            q, k, lse, columns, weights, scale, block weight
 /// @param layout        where the image and text tokens sit in `T`
@@ -159,7 +160,7 @@ struct token_objective_gradient {
 
 /// @brief The token-mode objective `L_pg + beta L_kl` and its metrics, written to `totals`
 /// (device) — the values `spatial_policy_objective` returns for `objective_mode::token` — in
-/// one launch: the last row to finish adds the per-row sums in row order (deterministic).
+/// one launch: the last row to finish adds the per-row sums in a fixed order (deterministic).
 /// A caller that knows the upstream gradient already (e.g. 1 for `loss.backward()`) can have
 /// the same pass write the gradient too, bit for bit what `token_objective_backward` writes,
 /// instead of reading the inputs again in a second launch.
@@ -185,8 +186,8 @@ cudaError_t token_objective_forward(const token_objective_inputs<T>& in,
 /// @brief The gradient of `token_objective_forward` (see `token_objective_gradient`), in a
 /// launch of its own: for autograd, where the upstream gradient arrives after the forward.
 /// @param gradient  `loss_grad`, `d_log_prob` (required) and `d_kl` (optional)
-/// @return `cudaErrorInvalidValue` on inconsistent inputs or a missing `d_log_prob`, else the
-///         launch status
+/// @return `cudaErrorInvalidValue` on inconsistent inputs or gradient shapes, a `d_kl` without
+///         `kl`, or a missing `d_log_prob`; else the launch status
 template <class T>
   requires is_kernel_element<T>
 cudaError_t token_objective_backward(const token_objective_inputs<T>& in,

@@ -83,8 +83,10 @@ cudaError_t accumulate_relevance(const readout_inputs<T>& in, const token_layout
       workspace_bytes < relevance_workspace_bytes(batch, heads, image_tokens))
     return cudaErrorInvalidValue;
 
+  const bool tensor_cores = readout_uses_tensor_cores<T>() && strides_non_negative(in.q) &&
+                            strides_non_negative(in.k) && strides_non_negative(in.lse);
   return queue_readout(in, layout, relevance, probabilities, static_cast<float*>(workspace),
-                       readout_uses_tensor_cores<T>(), stream);
+                       tensor_cores, stream);
 }
 
 }  // namespace star::cuda

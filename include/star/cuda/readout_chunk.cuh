@@ -3,6 +3,8 @@
 /// @brief What both read-out kernels share: the chunk of selected columns one launch handles,
 /// and when rows of `q` or `k` can be read with 16-byte loads.
 
+#include <algorithm>
+#include <cstddef>
 #include <cstdint>
 
 #include "star/core/strided_view.hpp"
@@ -33,6 +35,12 @@ bool rows_load_as_vectors(const strided_view<const T, 4>& x) {
   return x.strides[3] == 1 && x.extents[3] % width == 0 && x.strides[0] % width == 0 &&
          x.strides[1] % width == 0 && x.strides[2] % width == 0 &&
          reinterpret_cast<std::uintptr_t>(x.data) % 16 == 0;
+}
+
+/// @brief Whether no stride of `x` is negative: the tensor-core read-out's offsets need it.
+template <class T, std::size_t Rank>
+bool strides_non_negative(const strided_view<T, Rank>& x) {
+  return std::all_of(x.strides.begin(), x.strides.end(), [](std::int64_t s) { return s >= 0; });
 }
 
 }  // namespace star::cuda::readout_detail

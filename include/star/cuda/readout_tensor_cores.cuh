@@ -43,7 +43,8 @@ __device__ inline void stage_piece(uint4* target, const T* row, std::int64_t str
   } else {
     T elements[8];
 #pragma unroll
-    for (int e = 0; e < 8; ++e) elements[e] = row && first + e < dim ? row[(first + e) * stride] : T(0.0f);
+    for (int e = 0; e < 8; ++e)
+      elements[e] = row && first + e < dim ? row[(first + e) * stride] : T(0.0f);
     memcpy(target, elements, sizeof(elements));
   }
 }
@@ -124,9 +125,12 @@ tensor_core_readout_kernel(strided_view<const T, 4> q, strided_view<const T, 4> 
 #pragma unroll
   for (int m = 0; m < 2; ++m)
 #pragma unroll
-    for (int r = 0; r < 2; ++r) rows_inside |= (row_of(m, r) < image_tokens ? 1u : 0u) << (2 * m + r);
-  std::int64_t key_rows[NTiles];  // offset of key g of tile nt; -1 past the chunk
+    for (int r = 0; r < 2; ++r)
+      rows_inside |= (row_of(m, r) < image_tokens ? 1u : 0u) << (2 * m + r);
+  // offset of key g of tile nt, >= 0 (tensor cores take non-negative strides); -1 past the chunk
+  std::int64_t key_rows[NTiles];
   float weights[NTiles][2];       // w_j of this lane's columns 2c, 2c + 1 of each tile (0 past it)
+  unsigned columns_inside = 0;    // bit 2 nt + parity: that column is in the chunk
 #pragma unroll
   for (int nt = 0; nt < NTiles; ++nt) {
     const int j = nt * 8 + g;
@@ -135,6 +139,7 @@ tensor_core_readout_kernel(strided_view<const T, 4> q, strided_view<const T, 4> 
     for (int parity = 0; parity < 2; ++parity) {
       const int column = nt * 8 + 2 * c + parity;
       weights[nt][parity] = column < chunk.count ? chunk.weight[column] : 0.0f;
+      columns_inside |= (column < chunk.count ? 1u : 0u) << (2 * nt + parity);
     }
   }
 
@@ -142,8 +147,8 @@ tensor_core_readout_kernel(strided_view<const T, 4> q, strided_view<const T, 4> 
   const auto stage = [&](int h, int pass, int buffer) {
     const operand_slots<NTiles> slots = slots_of(buffer);
     const int first = pass * mma_pass_dims + 8 * c;
-    const T* q_head = q.data + q_rows + h * q.strides[1];
-    const float* lse_head = lse.data + lse_rows + h * lse.strides[1];
+    const std::int64_t q_head = q_rows + h * q.strides[1];
+    const std::int64_t lse_head = lse_rows + h * lse.strides[1];
     const bool lse_pass = pass == passes - 1;
 #pragma unroll
     for (int m = 0; m < 2; ++m)
@@ -151,14 +156,15 @@ tensor_core_readout_kernel(strided_view<const T, 4> q, strided_view<const T, 4> 
       for (int r = 0; r < 2; ++r) {
         const int row = 2 * m + r;
         const bool inside = rows_inside >> row & 1u;
-        const T* q_row = inside ? q_head + row * 8 * q.strides[2] : nullptr;
+        const T* q_row = inside ? q.data + (q_head + row * 8 * q.strides[2]) : nullptr;
 #pragma unroll
         for (int piece = 0; piece < 2; ++piece)
           stage_piece<T, Vectorized>(slots.q(m, r, piece), q_row, q.strides[3], dim,
                                      first + 32 * piece, q.data);
         const bool lse_wanted = inside && lse_pass;
         copy_async<4>(slots.lse() + row,
-                      lse_wanted ? lse_head + row * 8 * lse.strides[2] : lse.data, lse_wanted);
+                      lse_wanted ? lse.data + (lse_head + row * 8 * lse.strides[2]) : lse.data,
+                      lse_wanted);
       }
     const T* k_head = k.data + h * k.strides[1];
 #pragma unroll
@@ -216,7 +222,9 @@ tensor_core_readout_kernel(strided_view<const T, 4> q, strided_view<const T, 4> 
 #pragma unroll
             for (int parity = 0; parity < 2; ++parity) {
               float& score = scores[m][nt][2 * r + parity];
-              const float p = exp2_approx(score * scale_log2 - lse_log2);
+              // 0 past the chunk: never 0 times an overflowed 2^(-lse')
+              const bool column_inside = columns_inside >> (2 * nt + parity) & 1u;
+              const float p = column_inside ? exp2_approx(score * scale_log2 - lse_log2) : 0.0f;
               row_sums[m][r] += weights[nt][parity] * p;
               score = 0.0f;
               const int j = nt * 8 + 2 * c + parity;

@@ -3,8 +3,8 @@
 /// @brief Fused token-mode policy objective (star-method.md §5): forward (per-row partial
 /// sums, reduced to the loss and the metrics by the block that finishes last: one launch; the
 /// gradient too when asked) and backward (`d loss / d ell`, `d loss / d kl`), with the
-/// definitions of
-/// `spatial_policy_objective` and `spatial_policy_gradient` for `objective_mode::token`.
+/// definitions of `spatial_policy_objective` and `spatial_policy_gradient` for
+/// `objective_mode::token`.
 
 #include <cfloat>
 #include <cstddef>
@@ -63,15 +63,17 @@ __device__ void write_entry_gradient(const token_objective_inputs<T>& in,
   if (gradient.d_log_prob.data)
     gradient.d_log_prob(r, n) = term.clip_acts ? 0.0f : scale * term.slope;
   if (gradient.d_kl.data)
-    gradient.d_kl(r, n) = scale * params.beta * kl_weight(in, params.kl_weighted_by_allocation, r, n);
+    gradient.d_kl(r, n) =
+        scale * params.beta * kl_weight(in, params.kl_weighted_by_allocation, r, n);
 }
 
 /// @brief Rows' sums each thread of the adding block loads before it adds any: one memory
 /// round trip for up to `4 * blockDim.x` rows.
 inline constexpr int rows_in_flight = 4;
 
-/// @brief The totals from the `R` rows' sums, in row order (one block, every thread calls it;
-/// all of them take each round trip, so that the block's warps do not diverge).
+/// @brief The totals from the `R` rows' sums, added in an order fixed by `R` and the block size
+/// (one block, every thread calls it; all of them take each round trip, so that the block's
+/// warps do not diverge).
 __device__ inline void write_totals(const double* sums, std::int64_t rows, std::int64_t tokens,
                                     float beta, double* scratch, token_objective_totals* totals) {
   double total[row_sums] = {};  // this thread's rows, then the block's
@@ -102,8 +104,8 @@ __device__ inline void write_totals(const double* sums, std::int64_t rows, std::
 
 /// @brief One CUDA block per row: the row's `row_sums` sums, in double, into `sums[r]`, and the
 /// row's gradient where `gradient` asks for it; the block that finishes last (counted in
-/// `*finished`, zero before and after the launch) adds the rows in order into `totals`, so the
-/// result does not depend on the blocks' order.
+/// `*finished`, zero before and after the launch) adds the rows in a fixed order into
+/// `totals`, so the result does not depend on the order the blocks run in.
 template <class T>
 __global__ void forward_kernel(token_objective_inputs<T> in, token_objective_params params,
                                token_objective_gradient gradient, unsigned* finished,
