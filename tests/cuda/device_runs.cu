@@ -4,6 +4,7 @@
 
 #include <cuda_runtime.h>
 
+#include <algorithm>
 #include <array>
 #include <cstring>
 #include <stdexcept>
@@ -100,6 +101,20 @@ std::vector<double> heads_interleaved(const std::vector<double>& x, std::int64_t
   return out;
 }
 
+/// `heads_interleaved(x)` with each batch element's tokens in reverse order: `[B, T, H, D]`
+/// holding token `T - 1 - t` in row `t`.
+std::vector<double> tokens_reversed(const std::vector<double>& x, std::int64_t b_,
+                                    std::int64_t h_, std::int64_t t_, std::int64_t d_) {
+  const std::vector<double> interleaved = heads_interleaved(x, b_, h_, t_, d_);
+  std::vector<double> out(interleaved.size());
+  const std::int64_t row = h_ * d_;
+  for (std::int64_t b = 0; b < b_; ++b)
+    for (std::int64_t t = 0; t < t_; ++t)
+      std::copy_n(interleaved.begin() + (b * t_ + t) * row, row,
+                  out.begin() + (b * t_ + t_ - 1 - t) * row);
+  return out;
+}
+
 }  // namespace
 
 std::string name_of(element type) {
@@ -135,7 +150,9 @@ readout_run run_readout(const readout_case& c, element type, const readout_optio
       return upload<T>(stored);
     };
     const auto q = offset_upload(c.q, options.q_offset);
-    const auto k = offset_upload(c.k, options.k_offset);
+    const auto k = options.k_reversed ? upload<T>(tokens_reversed(c.k, c.batch, c.heads, tokens,
+                                                                  c.head_dim))
+                                      : offset_upload(c.k, options.k_offset);
     const auto lse = upload<float>(c.lse);
     const auto relevance = upload<float>(c.relevance_in);
     if (options.overwrite) fill_bytes(relevance.data, 0xff, c.relevance_in.size() * sizeof(float));
@@ -146,10 +163,16 @@ readout_run run_readout(const readout_case& c, element type, const readout_optio
     const std::array<std::int64_t, 4> qk_extents{c.batch, c.heads, tokens, c.head_dim};
     const std::array<std::int64_t, 4> qk_strides{tokens * c.heads * c.head_dim, c.head_dim,
                                                  c.heads * c.head_dim, 1};
+    std::array<std::int64_t, 4> k_strides = qk_strides;
+    const T* k_data = k.data + options.k_offset;
+    if (options.k_reversed) {  // token t of k at stored row T - 1 - t
+      k_strides[2] = -k_strides[2];
+      k_data = k.data + (tokens - 1) * c.heads * c.head_dim;
+    }
     std::vector<float> weights(c.weights.begin(), c.weights.end());
     const star::cuda::readout_inputs<T> in{
         {q.data + options.q_offset, qk_extents, qk_strides},
-        {k.data + options.k_offset, qk_extents, qk_strides},
+        {k_data, qk_extents, k_strides},
         star::contiguous_view<const float, 3>(lse.data, {c.batch, c.heads, tokens}),
         c.columns,
         weights,

@@ -54,6 +54,7 @@ enum class readout_path {
 struct readout_options {
   std::int64_t q_offset = 0;  // elements before q's first one: its pointer off 16-byte alignment
   std::int64_t k_offset = 0;  // the same for k
+  bool k_reversed = false;    // k's tokens stored last to first, read through a negative stride
   bool probabilities = true;  // ask for the probabilities (else only R)
   bool overwrite = false;     // R starts as NaNs and the read-out overwrites it
   readout_path path = readout_path::automatic;

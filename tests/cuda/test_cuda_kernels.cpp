@@ -83,6 +83,7 @@ std::vector<double> joint_rows_lse(const std::vector<double>& image_lse, std::in
 /// Elements before q's and k's first ones, moving their pointers off 16-byte alignment.
 struct qk_offsets {
   std::int64_t q = 0, k = 0;
+  bool k_reversed = false;  // k read through a negative token stride
 };
 
 /// Read-out of random q, k against reference attention_probabilities + relevance_map, float16
@@ -129,7 +130,8 @@ void readout_matches_reference(const star::token_layout& layout, std::vector<std
       if (type == element::f32 && path == readout_path::cuda_cores) continue;  // the same run
       const std::string what =
           name_of(type) + (path == readout_path::cuda_cores ? " (CUDA cores)" : "");
-      readout_options options{.q_offset = offsets.q, .k_offset = offsets.k, .path = path};
+      readout_options options{.q_offset = offsets.q, .k_offset = offsets.k,
+                              .k_reversed = offsets.k_reversed, .path = path};
       const readout_run run = run_readout(c, type, options);
       check(run.status == 0, "read-out launch status " + std::to_string(run.status));
       if (run.status != 0) continue;
@@ -166,6 +168,9 @@ void test_readout() {
   readout_matches_reference(star::token_layout::sd3(6, 5, 12), {0, 3, 80, 88}, 40, 16, {.q = 1});
   // only k off alignment: the tensor-core kernel loads both element by element
   readout_matches_reference(star::token_layout::sd3(6, 5, 12), {0, 3, 80, 88}, 40, 18, {.k = 1});
+  // k's tokens last to first in memory (a negative stride): CUDA cores in every type
+  readout_matches_reference(star::token_layout::sd3(6, 5, 12), {0, 3, 80, 88}, 40, 20,
+                            {.k_reversed = true});
   // more than one chunk of 16 columns, text block first
   star::token_layout text_first{4, 7, {{"clip", 9}, {"t5", 21}}, false};
   std::vector<std::int64_t> many(21);
