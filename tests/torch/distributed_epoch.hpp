@@ -52,6 +52,13 @@ inline std::string hex_bits(double value) {
   return out.str();
 }
 
+/// `hex_bits` of each value: equal lists mean the same bits, NaN payloads and -0 included.
+inline std::vector<std::string> hex_bits(std::span<const double> values) {
+  std::vector<std::string> out;
+  for (const double value : values) out.push_back(hex_bits(value));
+  return out;
+}
+
 /// One line per (key type, scope): the advantages' exact bits, space separated.
 std::string advantage_lines(std::span<const double> rewards, const auto& int_keys,
                             const auto& string_keys, const auto&... gather) {

@@ -71,7 +71,5 @@ TEST_CASE("NCCL gather: rewards keep their bits (NaN, infinities, -0) and string
       gather.gather(std::span<const double>(rewards), std::span<const std::string>(keys));
   REQUIRE(all.local_offset == 0);
   REQUIRE(all.keys == keys);
-  REQUIRE(all.rewards.size() == rewards.size());
-  for (std::size_t i = 0; i < rewards.size(); ++i)
-    REQUIRE(hex_bits(all.rewards[i]) == hex_bits(rewards[i]));
+  REQUIRE(hex_bits(all.rewards) == hex_bits(rewards));
 }
