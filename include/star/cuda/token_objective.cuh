@@ -20,8 +20,10 @@ namespace star::cuda {
 
 namespace objective_detail {
 
-/// @brief One ratio entry: its loss term, whether the clip acts, and the unclipped slope.
+/// @brief One ratio entry: its allocation weight, loss term, whether the clip acts, and the
+/// unclipped slope.
 struct token_term {
+  float allocation;                     ///< `W`, read once for the term and the KL weight
   float log_ratio, ratio, loss, slope;  ///< `log rho`, `rho`, the max term, `-Â rho`
   bool clip_acts, outside;              ///< clipped term strictly larger; `|rho - 1| > eps`
 };
@@ -31,20 +33,19 @@ template <class T>
 __device__ token_term entry_term(const token_objective_inputs<T>& in, float clip_range,
                                  std::int64_t r, std::int64_t n) {
   const float gamma = in.step_weights ? in.step_weights[r] : 1.0f;
-  const float advantage = in.advantages[r] * gamma * to_float(in.allocation(r, n));  // Â
+  const float allocation = to_float(in.allocation(r, n));
+  const float advantage = in.advantages[r] * gamma * allocation;  // Â
   const float log_ratio = to_float(in.log_prob(r, n)) - to_float(in.old_log_prob(r, n));
   const float ratio = expf(log_ratio);
   const float unclipped = -advantage * ratio;
   const float clipped = -advantage * fminf(fmaxf(ratio, 1.0f - clip_range), 1.0f + clip_range);
-  return {log_ratio, ratio, fmaxf(unclipped, clipped), unclipped, clipped > unclipped,
-          ratio > 1.0f + clip_range || ratio < 1.0f - clip_range};
+  return {allocation, log_ratio, ratio, fmaxf(unclipped, clipped), unclipped,
+          clipped > unclipped, ratio > 1.0f + clip_range || ratio < 1.0f - clip_range};
 }
 
-/// @brief The KL weight `omega(r, n)`: `W` or 1.
-template <class T>
-__device__ float kl_weight(const token_objective_inputs<T>& in, bool by_allocation,
-                           std::int64_t r, std::int64_t n) {
-  return by_allocation ? to_float(in.allocation(r, n)) : 1.0f;
+/// @brief The KL weight `omega` of an entry: its `W` or 1.
+__device__ inline float kl_weight(const token_term& term, bool by_allocation) {
+  return by_allocation ? term.allocation : 1.0f;
 }
 
 /// @brief `1 / (R N)` times the upstream gradient `*loss_grad` (1 where null): the factor of
@@ -54,17 +55,16 @@ __device__ inline float gradient_scale(const float* loss_grad, std::int64_t rows
   return (loss_grad ? *loss_grad : 1.0f) / static_cast<float>(rows * tokens);
 }
 
-/// @brief The gradient of entry (r, n) into the outputs of `gradient` that are set.
-template <class T>
-__device__ void write_entry_gradient(const token_objective_inputs<T>& in,
-                                     const token_objective_params& params,
-                                     const token_objective_gradient& gradient, float scale,
-                                     const token_term& term, std::int64_t r, std::int64_t n) {
+/// @brief The gradient of entry (r, n), whose term is `term`, into the outputs of `gradient`
+/// that are set.
+__device__ inline void write_entry_gradient(const token_objective_params& params,
+                                            const token_objective_gradient& gradient,
+                                            float scale, const token_term& term, std::int64_t r,
+                                            std::int64_t n) {
   if (gradient.d_log_prob.data)
     gradient.d_log_prob(r, n) = term.clip_acts ? 0.0f : scale * term.slope;
   if (gradient.d_kl.data)
-    gradient.d_kl(r, n) =
-        scale * params.beta * kl_weight(in, params.kl_weighted_by_allocation, r, n);
+    gradient.d_kl(r, n) = scale * params.beta * kl_weight(term, params.kl_weighted_by_allocation);
 }
 
 /// @brief Rows' sums each thread of the adding block loads before it adds any: one memory
@@ -119,13 +119,13 @@ __global__ void forward_kernel(token_objective_inputs<T> in, token_objective_par
 #pragma unroll 4
   for (std::int64_t n = threadIdx.x; n < tokens; n += blockDim.x) {
     const token_term term = entry_term(in, params.clip_range, r, n);
-    if (differentiate) write_entry_gradient(in, params, gradient, scale, term, r, n);
+    if (differentiate) write_entry_gradient(params, gradient, scale, term, r, n);
     local[0] += term.loss;
     local[1] += term.clip_acts;
     local[2] += term.outside;
     local[3] += term.log_ratio * term.log_ratio;
     if (in.kl.data)
-      local[4] += kl_weight(in, params.kl_weighted_by_allocation, r, n) * to_float(in.kl(r, n));
+      local[4] += kl_weight(term, params.kl_weighted_by_allocation) * to_float(in.kl(r, n));
   }
   block_sums(local, scratch);
   if (threadIdx.x == 0) {
@@ -149,8 +149,8 @@ __global__ void gradient_kernel(token_objective_inputs<T> in, token_objective_pa
   if (i >= rows * tokens) return;
   const std::int64_t r = i / tokens, n = i % tokens;
   const token_term term = entry_term(in, params.clip_range, r, n);
-  write_entry_gradient(in, params, gradient, gradient_scale(gradient.loss_grad, rows, tokens),
-                       term, r, n);
+  write_entry_gradient(params, gradient, gradient_scale(gradient.loss_grad, rows, tokens), term,
+                       r, n);
 }
 
 /// @brief Whether the inputs are consistent: equal [R, N] shapes, advantages present, the
