@@ -54,6 +54,32 @@ device_buffer<T> upload(const std::vector<double>& values) {
   return buffer;
 }
 
+/// The inputs of an objective case on the device, as `T` (`advantages` and `step_weights` as
+/// float), and the launchers' view of them.
+template <class T>
+struct device_objective_inputs {
+  device_buffer<T> log_prob, old_log_prob, allocation, kl;  // [R, N]; kl empty: none
+  device_buffer<float> advantages, step_weights;            // [R]; step_weights empty: 1
+  star::cuda::token_objective_inputs<T> view;
+
+  explicit device_objective_inputs(const objective_case& c)
+      : log_prob(upload<T>(c.log_prob)),
+        old_log_prob(upload<T>(c.old_log_prob)),
+        allocation(upload<T>(c.allocation)),
+        kl(upload<T>(c.kl)),
+        advantages(upload<float>(c.advantages)),
+        step_weights(upload<float>(c.step_weights)) {
+    const std::array<std::int64_t, 2> dims{c.rows, c.tokens};
+    view = {star::contiguous_view<const T, 2>(log_prob.data, dims),
+            star::contiguous_view<const T, 2>(old_log_prob.data, dims),
+            star::contiguous_view<const T, 2>(allocation.data, dims),
+            advantages.data,
+            c.step_weights.empty() ? nullptr : step_weights.data,
+            c.kl.empty() ? star::strided_view<const T, 2>{}
+                         : star::contiguous_view<const T, 2>(kl.data, dims)};
+  }
+};
+
 /// Sets `bytes` bytes at `data` to `value` (0xff: float NaNs).
 void fill_bytes(void* data, int value, std::size_t bytes) {
   if (cudaMemset(data, value, bytes) != cudaSuccess) throw std::runtime_error("cudaMemset failed");
@@ -246,10 +272,8 @@ allocation_run run_allocation(const allocation_case& c, element type) {
 objective_run run_token_objective(const objective_case& c, element type) {
   return dispatch(type, [&]<class T>() {
     const std::array<std::int64_t, 2> dims{c.rows, c.tokens};
-    const auto log_prob = upload<T>(c.log_prob), old_log_prob = upload<T>(c.old_log_prob);
-    const auto allocation = upload<T>(c.allocation), kl = upload<T>(c.kl);
-    const auto advantages = upload<float>(c.advantages);
-    const auto step_weights = upload<float>(c.step_weights);
+    const device_objective_inputs<T> inputs(c);
+    const auto& in = inputs.view;
     const auto loss_grad = upload<float>({c.loss_grad});
     device_buffer<star::cuda::token_objective_totals> totals(1), repeat(1);
     device_buffer<float> d_log_prob(c.rows * c.tokens), d_kl(c.rows * c.tokens);
@@ -261,13 +285,6 @@ objective_run run_token_objective(const objective_case& c, element type) {
     fill_bytes(forward_d_log_prob.data, 0xff, c.rows * c.tokens * sizeof(float));
     fill_bytes(forward_d_kl.data, 0xff, c.rows * c.tokens * sizeof(float));
     const bool has_kl = !c.kl.empty();
-    const star::cuda::token_objective_inputs<T> in{
-        star::contiguous_view<const T, 2>(log_prob.data, dims),
-        star::contiguous_view<const T, 2>(old_log_prob.data, dims),
-        star::contiguous_view<const T, 2>(allocation.data, dims),
-        advantages.data,
-        c.step_weights.empty() ? nullptr : step_weights.data,
-        star::contiguous_view<const T, 2>(has_kl ? kl.data : nullptr, dims)};
     const star::cuda::token_objective_params params{static_cast<float>(c.clip_range),
                                                     static_cast<float>(c.beta),
                                                     c.kl_weighted_by_allocation};
@@ -311,19 +328,17 @@ objective_run run_token_objective(const objective_case& c, element type) {
   });
 }
 
-std::vector<int> objective_gradient_rejections(const objective_case& c) {
+std::vector<int> objective_gradient_rejections(objective_case c) {
+  c.kl.clear();
+  c.beta = 0.0;
   const std::array<std::int64_t, 2> dims{c.rows, c.tokens}, wider{c.rows, c.tokens + 1};
-  const auto log_prob = upload<float>(c.log_prob), old_log_prob = upload<float>(c.old_log_prob);
-  const auto allocation = upload<float>(c.allocation), advantages = upload<float>(c.advantages);
+  const device_objective_inputs<float> inputs(c);
+  const auto& in = inputs.view;
   device_buffer<float> gradient(c.rows * (c.tokens + 1));
   device_buffer<star::cuda::token_objective_totals> totals(1);
   const std::size_t bytes = star::cuda::token_objective_workspace_bytes(c.rows);
   device_buffer<unsigned char> workspace(bytes);
   fill_bytes(workspace.data, 0, bytes);
-  const star::cuda::token_objective_inputs<float> in{
-      star::contiguous_view<const float, 2>(log_prob.data, dims),
-      star::contiguous_view<const float, 2>(old_log_prob.data, dims),
-      star::contiguous_view<const float, 2>(allocation.data, dims), advantages.data, nullptr, {}};
   const star::cuda::token_objective_params params{static_cast<float>(c.clip_range), 0.0f, false};
   const auto forward = [&](const star::cuda::token_objective_gradient& g) {
     return static_cast<int>(star::cuda::token_objective_forward(in, params, totals.data,

@@ -115,9 +115,9 @@ struct objective_run {
 
 objective_run run_token_objective(const objective_case& c, element type);
 
-/// The launch statuses of the objective with gradient outputs that do not fit `c` (float32):
-/// a forward with a `[R, N + 1]` `d_log_prob`, a forward with a `d_kl` while `c` has no KL
-/// input, and a backward without `d_log_prob`.
-std::vector<int> objective_gradient_rejections(const objective_case& c);
+/// The launch statuses of the objective on `c` without its KL input (float32, `beta = 0`) with
+/// gradient outputs that do not fit: a forward with a `[R, N + 1]` `d_log_prob`, a forward
+/// with a `d_kl`, and a backward without `d_log_prob`.
+std::vector<int> objective_gradient_rejections(objective_case c);
 
 }  // namespace star::test::cuda
