@@ -57,6 +57,18 @@ TEST_CASE("libtorch views: view_of aliases a tensor's memory and checks dtype, r
                       Catch::Contains("x: expected a tensor on cuda:0"));
   REQUIRE_THROWS_WITH((star::libtorch::view_of<float, 3>(at::Tensor(), "u")),
                       Catch::Contains("u: the tensor is undefined"));
+  REQUIRE_THROWS_WITH((star::libtorch::view_of<float, 3>(t.to_sparse(), "s")),
+                      Catch::Contains("s: expected a dense strided tensor, got layout Sparse"));
+  // a lazily negated tensor stores the values before negation: a view would read them
+  const auto negated = at::imag(at::conj(at::complex(at::ones({2}), at::full({2}, 2.0))));  // [2]
+  REQUIRE(negated.is_neg());
+  REQUIRE_THROWS_WITH((star::libtorch::view_of<float, 1>(negated, "n")),
+                      Catch::Contains("n: the tensor carries a lazy negation"));
+  REQUIRE(star::libtorch::view_of<float, 1>(negated.resolve_neg(), "n")(1) == -2.0f);
+  // an empty tensor is contiguous whatever its strides
+  REQUIRE(star::libtorch::view_of<float, 3>(at::empty({2, 0, 3}), "e", std::nullopt,
+                                            star::libtorch::stride_requirement::contiguous)
+              .size() == 0);
 
   // from_view: the same memory back as a tensor, strides kept.
   const auto back = star::libtorch::from_view(strided);
@@ -94,10 +106,28 @@ TEST_CASE("libtorch backend: device and dtype state, host round trip, errors as 
   REQUIRE_FALSE(g.requires_grad());
   REQUIRE(be.to_host(g) == std::vector<double>{0.0, 1.0});
 
-  // What ATen rejects after star's shape checks pass becomes a star::error naming the op.
+  // An operand outside the compute dtype is a value_error naming the op: float16 would be
+  // summed in float16 (65536 ones: inf), float64 would give float64 results.
   const auto d = at::ones({2, 2}, at::kDouble), f = at::ones({2, 2}, at::kFloat);
-  REQUIRE_THROWS_AS(be.matmul(d, f), star::error);
-  REQUIRE_THROWS_WITH(be.matmul(d, f), Catch::StartsWith("matmul: "));
+  REQUIRE_THROWS_AS(be.matmul(d, f), star::value_error);
+  REQUIRE_THROWS_WITH(be.matmul(d, f), Catch::StartsWith("matmul: expected a tensor in the "
+                                                         "backend's compute dtype Float, got Double"));
+  REQUIRE_THROWS_WITH(be.sum(at::ones({65536}, at::kHalf), {0}, false),
+                      Catch::StartsWith("sum: ") && Catch::Contains("got Half"));
+  REQUIRE_THROWS_WITH(be.exp(d), Catch::StartsWith("exp: "));
+  REQUIRE_THROWS_WITH(be.greater(f, d), Catch::StartsWith("greater: "));
+  // What ATen rejects after star's checks pass becomes a star::error naming the op, with
+  // ATen's first line only.
+  const auto rejected = [&] {
+    try {
+      be.clamp(f.to_sparse(), 0.0, 1.0);
+    } catch (const star::error& e) {
+      return std::string(e.what());
+    }
+    return std::string();
+  }();
+  REQUIRE(rejected.starts_with("clamp: "));
+  REQUIRE(rejected.find('\n') == std::string::npos);
   REQUIRE_THROWS_AS(be.clamp(f, 1.0, 0.0), star::value_error);
   REQUIRE_THROWS_WITH(be.add(f, at::ones({3}, at::kFloat)), Catch::Contains("[2, 2]") && Catch::Contains("[3]"));
 }
@@ -325,6 +355,30 @@ TEST_CASE("I3 attention_with_lse on the CPU: output and LSE equal an explicit so
   star::test::check_attention_with_lse(at::kCPU, expected);
 }
 
+TEST_CASE("attention_with_lse with Dv != D equals ATen's explicit softmax in double, the "
+          "output carries the gradient, the LSE none",
+          "[torch][attention]") {
+  const std::uint64_t seed = 933;
+  INFO("seed " << seed);
+  const backend be;
+  const star::shape qk{2, 3, 11, 8}, values{2, 3, 11, 5};  // D = 8, Dv = 5
+  const auto q = be.from_host(star::test::normal(528, seed), qk).requires_grad_(true);  // [B, H, T, D]
+  const auto k = be.from_host(star::test::normal(528, seed + 1), qk);      // [B, H, T, D]
+  const auto v = be.from_host(star::test::normal(330, seed + 2), values);  // [B, H, T, Dv]
+  const auto result = star::libtorch::attention_with_lse(q, k, v, 0.3, 4);
+  const auto scores = at::matmul(q.detach().to(at::kDouble), k.to(at::kDouble).transpose(2, 3)) *
+                      0.3;  // [B, H, T, T]
+  const auto want_output = at::matmul(at::softmax(scores, -1), v.to(at::kDouble));  // [B, H, T, Dv]
+  star::test::require_close(be.to_host(result.output), be.to_host(want_output), 2e-5, "output");
+  star::test::require_close(be.to_host(result.lse), be.to_host(at::logsumexp(scores, -1)), 2e-5,
+                            "lse");
+  REQUIRE(result.output.requires_grad());
+  REQUIRE_FALSE(result.lse.requires_grad());
+  result.output.sum().backward();
+  REQUIRE(q.grad().defined());
+  REQUIRE(q.grad().abs().sum().item<double>() > 0.0);
+}
+
 TEST_CASE("the read-out of bfloat16 q, k (only the gathered rows converted) equals the one of "
           "float32 q, k, add_selected_block adds the map of selected_block_relevance",
           "[torch][attention]") {
@@ -380,6 +434,17 @@ TEST_CASE("attention_with_lse and the read-out reject bad inputs, naming them",
   REQUIRE_THROWS_WITH(star::libtorch::attention_with_lse(q, q, v, -1.0), Catch::Contains("scale"));
   REQUIRE_THROWS_WITH(star::libtorch::attention_with_lse(q, q, v, std::nullopt, 0), Catch::Contains("key_chunk"));
   REQUIRE_THROWS_WITH(star::libtorch::attention_with_lse(q, at::Tensor(), v), Catch::Contains("k: the tensor is undefined"));
+  REQUIRE_THROWS_AS(star::libtorch::attention_with_lse(q.to(at::kLong), q, v), star::value_error);
+  REQUIRE_THROWS_WITH(star::libtorch::attention_with_lse(q.to(at::kLong), q, v),
+                      Catch::Contains("q: expected a floating dtype, got Long"));
+  REQUIRE_THROWS_WITH(star::libtorch::attention_with_lse(q, q, v.to(at::kBool)),
+                      Catch::Contains("v: expected a floating dtype, got Bool"));
+  const auto no_dims = at::zeros({1, 2, 30, 0}), no_tokens = at::zeros({1, 2, 0, 8});
+  REQUIRE_THROWS_AS(star::libtorch::attention_with_lse(no_dims, no_dims, v), star::shape_error);
+  REQUIRE_THROWS_WITH(star::libtorch::attention_with_lse(no_dims, no_dims, v),
+                      Catch::Contains("q: expected [B, H, T, D] with T >= 1 and D >= 1"));
+  REQUIRE_THROWS_WITH(star::libtorch::attention_with_lse(no_tokens, no_tokens, v.slice(2, 0, 0)),
+                      Catch::Contains("T >= 1"));
 
   const star::token_layout layout{4, 5, {{"t5", 10}}, true};  // T = 30
   const backend be;

@@ -1,6 +1,9 @@
 // The reference backend's operations against hand-worked values: the oracle's own check.
 #include <catch2/catch.hpp>
 
+#include <cstdint>
+#include <span>
+
 #include "star/backends/reference.hpp"
 #include "star/core/ops.hpp"
 #include "support/compare.hpp"
@@ -41,4 +44,11 @@ TEST_CASE("reference: bad arguments name the operation and print the shapes") {
   REQUIRE_THROWS_AS(be.index_select(a, 1, bad), star::shape_error);
   REQUIRE_THROWS_WITH(be.sum(a, {2}, false), Catch::Contains("sum") && Catch::Contains("axis 2"));
   REQUIRE_THROWS_AS(be.clamp(a, 1.0, 0.0), star::value_error);
+  // shapes whose element count is undefined: negative, or beyond int64
+  REQUIRE(star::numel({3, 0, std::int64_t{1} << 62, 5}) == 0);
+  REQUIRE(star::numel({std::int64_t{1} << 62, 4, 0}) == 0);
+  REQUIRE_THROWS_WITH(be.full({2, -1}, 0.0), Catch::Contains("[2, -1]: an extent is negative"));
+  const std::int64_t big = std::int64_t{1} << 32;
+  REQUIRE_THROWS_WITH(be.from_host(std::span<const double>{}, {big, big}),
+                      Catch::Contains("more than 2^63 - 1 elements"));
 }

@@ -5,9 +5,8 @@
 
 #include <algorithm>
 #include <cstdint>
-#include <functional>
 #include <initializer_list>
-#include <numeric>
+#include <limits>
 #include <sstream>
 #include <string>
 #include <string_view>
@@ -29,9 +28,19 @@ inline std::string to_string(const shape& s) {
   return out.str();
 }
 
-/// @brief The number of elements of a tensor of shape `s` (1 for rank 0).
+/// @brief The number of elements of a tensor of shape `s` (1 for rank 0); throws
+/// `shape_error` for a negative extent or more elements than `std::int64_t` counts.
 inline std::int64_t numel(const shape& s) {
-  return std::accumulate(s.begin(), s.end(), std::int64_t{1}, std::multiplies<>{});
+  if (std::ranges::any_of(s, [](std::int64_t extent) { return extent < 0; }))
+    throw shape_error("shape " + to_string(s) + ": an extent is negative");
+  if (std::ranges::find(s, 0) != s.end()) return 0;
+  std::int64_t count = 1;
+  for (const std::int64_t extent : s) {
+    if (count > std::numeric_limits<std::int64_t>::max() / extent)
+      throw shape_error("shape " + to_string(s) + ": more than 2^63 - 1 elements");
+    count *= extent;
+  }
+  return count;
 }
 
 /// @brief Row-major strides, in elements, of a contiguous tensor of shape `s`.

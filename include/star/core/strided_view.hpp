@@ -45,8 +45,9 @@ struct strided_view {
     return total;
   }
 
-  /// @brief Whether the view is row-major contiguous.
+  /// @brief Whether the view is row-major contiguous (an empty view always is).
   STAR_HOST_DEVICE bool is_contiguous() const {
+    if (size() == 0) return true;
     std::int64_t expected = 1;
     for (std::size_t d = Rank; d-- > 0;) {
       if (extents[d] != 1 && strides[d] != expected) return false;

@@ -91,13 +91,21 @@ inline at::Tensor lse_from_log2(const at::Tensor& lse_log2) {
 
 namespace attention_lse_detail {
 
-/// @brief Checks q, k [B, H, T, D], v [B, H, T, Dv] on one device and the scale; returns D.
+/// @brief Checks q, k [B, H, T, D] with `T, D >= 1`, v [B, H, T, Dv], all floating point on
+/// one device, and the scale; returns D.
 inline std::int64_t check_qkv(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                               std::optional<double> scale) {
-  for (const auto& [arg, t] : {std::pair{"q", &q}, std::pair{"k", &k}, std::pair{"v", &v}})
+  for (const auto& [arg, t] : {std::pair{"q", &q}, std::pair{"k", &k}, std::pair{"v", &v}}) {
     if (!t->defined()) throw value_error(std::string(arg) + ": the tensor is undefined");
+    if (!at::isFloatingType(t->scalar_type()))
+      throw value_error(std::string(arg) + ": expected a floating dtype, got " +
+                        c10::toString(t->scalar_type()));
+  }
   const shape q_shape = shape_of(q);
   require_rank("q", q_shape, 4, "[B, H, T, D]");
+  if (q_shape[2] < 1 || q_shape[3] < 1)
+    throw shape_error("q: expected [B, H, T, D] with T >= 1 and D >= 1, got shape " +
+                      to_string(q_shape));
   require_shape("k", shape_of(k), q_shape, "[B, H, T, D] (the shape of q)");
   const shape v_shape = shape_of(v);
   require_rank("v", v_shape, 4, "[B, H, T, Dv]");
@@ -171,7 +179,8 @@ inline std::optional<attention_with_lse_result> fused_attention(
       const auto flash = at::_scaled_dot_product_flash_attention(
           q, k, v, /*dropout_p=*/0.0, /*is_causal=*/false, /*return_debug_mask=*/false,
           /*scale=*/scale);  // output [B, H, T, Dv], logsumexp [B, H, T], ...
-      return attention_with_lse_result{std::get<0>(flash), std::get<1>(flash).slice(2, 0, q.size(2)),
+      return attention_with_lse_result{std::get<0>(flash),
+                                       std::get<1>(flash).slice(2, 0, q.size(2)),
                                        attention_lse_source::fused_cuda_flash};
     } catch (const c10::Error&) {
       // shapes the flash kernel rejects (e.g. a head dimension it lacks): the next kernel
@@ -229,8 +238,9 @@ inline selected_rows gather_selected_rows(const backend& be, const at::Tensor& q
 
 /// @brief Joint attention `softmax(s q k^T) v` and the natural-log LSE of every row, from a
 /// fused kernel where available (see the file notes), else chunked. Not causal, no dropout.
+/// The output carries q's, k's and v's gradient; the LSE carries none.
 /// Throws `shape_error` / `value_error` / `option_error` naming the argument.
-/// @param q          [B, H, T, D] queries (any floating dtype)
+/// @param q          [B, H, T, D] queries (any floating dtype), T and D >= 1
 /// @param k          [B, H, T, D] keys, on q's device
 /// @param v          [B, H, T, Dv] values, on q's device
 /// @param scale      logit scale `s`; unset: `1 / sqrt(D)`
@@ -243,10 +253,13 @@ inline attention_with_lse_result attention_with_lse(const at::Tensor& q, const a
   if (key_chunk < 1)
     throw option_error("key_chunk: expected >= 1, got " + std::to_string(key_chunk));
   const double s = scale ? *scale : 1.0 / std::sqrt(static_cast<double>(head_dim));
-  if (auto fused = attention_lse_detail::fused_attention(q, k, v, s)) return *std::move(fused);
-  return guarded("attention_with_lse", [&] {
-    return attention_lse_detail::chunked_attention(q, k, v, s, key_chunk);
-  });
+  auto result = attention_lse_detail::fused_attention(q, k, v, s);
+  if (!result)
+    result = guarded("attention_with_lse", [&] {
+      return attention_lse_detail::chunked_attention(q, k, v, s, key_chunk);
+    });
+  result->lse = result->lse.detach();  // [B, H, T], a constant of the objective on every path
+  return *std::move(result);
 }
 
 /// @brief The image-to-text probabilities of the selected text columns from q, k and the LSE

@@ -15,8 +15,10 @@
 /// tolerance of 2e-5 holds.
 ///
 /// Errors: the shape checks of core/shape.hpp run before ATen, so a bad shape is a
-/// `star::shape_error` with the same message as on the other backends; anything ATen still
-/// rejects (a tensor on another device, a wrong dtype) becomes a `star::error` naming the op.
+/// `star::shape_error` with the same message as on the other backends; an operand of an
+/// arithmetic operation, reduction or matmul that is not in the compute dtype is a
+/// `star::value_error` naming the op; anything ATen still rejects (a tensor on another
+/// device) becomes a `star::error` naming the op.
 
 #include <ATen/ATen.h>
 
@@ -148,25 +150,25 @@ class backend {
                   [this](const tensor& x, const tensor& y) { return at::gt(x, y).to(dtype_); });
   }
   tensor add(const tensor& a, double c) const {
-    return guarded("add", [&] { return at::add(a, c); });  // a's shape
+    return guarded("add", [&] { return at::add(computed(a, "add"), c); });  // a's shape
   }
   tensor mul(const tensor& a, double c) const {
-    return guarded("mul", [&] { return at::mul(a, c); });  // a's shape
+    return guarded("mul", [&] { return at::mul(computed(a, "mul"), c); });  // a's shape
   }
   tensor exp(const tensor& a) const {
-    return guarded("exp", [&] { return at::exp(a); });  // a's shape
+    return guarded("exp", [&] { return at::exp(computed(a, "exp")); });  // a's shape
   }
   tensor log(const tensor& a) const {
-    return guarded("log", [&] { return at::log(a); });  // a's shape
+    return guarded("log", [&] { return at::log(computed(a, "log")); });  // a's shape
   }
   tensor pow(const tensor& a, double c) const {
-    return guarded("pow", [&] { return at::pow(a, c); });  // a's shape
+    return guarded("pow", [&] { return at::pow(computed(a, "pow"), c); });  // a's shape
   }
   tensor clamp(const tensor& a, double lo, double hi) const {
     if (!(lo <= hi))
       throw value_error("clamp: lo = " + std::to_string(lo) + " must be <= hi = " +
                         std::to_string(hi));
-    return guarded("clamp", [&] { return at::clamp(a, lo, hi); });  // a's shape
+    return guarded("clamp", [&] { return at::clamp(computed(a, "clamp"), lo, hi); });  // a's shape
   }
   /// @}
 
@@ -181,14 +183,15 @@ class backend {
     });
   }
   tensor amax(const tensor& a, const std::vector<std::int64_t>& axes, bool keepdim) const {
-    return reduce(a, axes, keepdim, "amax", [this](const tensor& x, at::IntArrayRef dims, bool keep) {
+    const auto max_over = [this](const tensor& x, at::IntArrayRef dims, bool keep) {
       if (x.numel() == 0) {  // ATen rejects a max over nothing; star defines it as -inf
         const std::vector<std::size_t> reduced(dims.begin(), dims.end());
         return at::full(reduced_shape(shape_of(x), reduced, keep),
                         -std::numeric_limits<double>::infinity(), options());  // reduced shape
       }
-      return at::amax(x, dims, keep);
-    });
+      return at::amax(x, dims, keep);  // axes reduced
+    };
+    return reduce(a, axes, keepdim, "amax", max_over);
   }
   /// @}
 
@@ -196,7 +199,9 @@ class backend {
   /// dimensions broadcast.
   tensor matmul(const tensor& a, const tensor& b) const {
     matmul_shape(shape_of(a), shape_of(b));
-    return guarded("matmul", [&] { return at::matmul(a, b); });  // [..., m, n]
+    return guarded("matmul", [&] {
+      return at::matmul(computed(a, "matmul"), computed(b, "matmul"));  // [..., m, n]
+    });
   }
 
   /// @name Views and gathers (star::layout_backend)
@@ -250,19 +255,30 @@ class backend {
   at::Device device_ = at::kCPU;
   at::ScalarType dtype_ = at::kFloat;
 
+  /// `t`, once checked to be in `dtype()`: an input of lower precision would be summed and
+  /// multiplied in that precision (float16 overflows past 65504), one of another dtype would
+  /// give results in it.
+  const tensor& computed(const tensor& t, std::string_view op) const {
+    if (t.scalar_type() != dtype_)
+      throw value_error(std::string(op) + ": expected a tensor in the backend's compute dtype " +
+                        c10::toString(dtype_) + ", got " + c10::toString(t.scalar_type()) +
+                        " (convert inputs with backend::to_compute_dtype)");
+    return t;
+  }
+
   template <class F>
-  static tensor binary(const tensor& a, const tensor& b, std::string_view op, const F& f) {
+  tensor binary(const tensor& a, const tensor& b, std::string_view op, const F& f) const {
     broadcast_shapes(libtorch::shape_of(a), libtorch::shape_of(b), op);
-    return guarded(op, [&] { return f(a, b); });  // broadcast of a's and b's shapes
+    return guarded(op, [&] { return f(computed(a, op), computed(b, op)); });  // broadcast shape
   }
 
   template <class F>
   tensor reduce(const tensor& a, const std::vector<std::int64_t>& axes, bool keepdim,
                 std::string_view op, const F& f) const {
     const auto normalized = normalize_axes(axes, static_cast<std::size_t>(a.dim()), op);
-    if (normalized.empty()) return a;
+    if (normalized.empty()) return computed(a, op);
     const std::vector<std::int64_t> dims(normalized.begin(), normalized.end());
-    return guarded(op, [&] { return f(a, dims, keepdim); });  // a's shape, axes reduced
+    return guarded(op, [&] { return f(computed(a, op), dims, keepdim); });  // axes reduced
   }
 };
 

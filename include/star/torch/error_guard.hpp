@@ -14,13 +14,14 @@
 namespace star::libtorch {
 
 /// @brief Runs `f()`; a `c10::Error` it throws is rethrown as `star::error` whose message
-/// starts with `op: ` and keeps ATen's first line.
+/// starts with `op: ` and keeps ATen's first line (the rest lists e.g. every dispatch key).
 template <class F>
 decltype(auto) guarded(std::string_view op, F&& f) {
   try {
     return std::forward<F>(f)();
   } catch (const c10::Error& e) {
-    throw error(std::string(op) + ": " + e.what_without_backtrace());
+    const std::string_view message = e.what_without_backtrace();
+    throw error(std::string(op) + ": " + std::string(message.substr(0, message.find('\n'))));
   }
 }
 

@@ -45,9 +45,10 @@ enum class stride_requirement {
 };
 
 /// @brief A `strided_view<T, Rank>` of `t`'s memory, without a copy.
-/// Throws, naming `arg`: `value_error` for an undefined tensor, a dtype other than
-/// `scalar_type_of<T>()`, a device other than `expected_device` (when given), or strides
-/// that break `strides`; `shape_error` for a rank other than `Rank` (printing the shape).
+/// Throws, naming `arg`: `value_error` for an undefined tensor, one that is not dense
+/// (sparse) or carries a lazy negation bit, a dtype other than `scalar_type_of<T>()`, a device
+/// other than `expected_device` (when given), or strides that break `strides`; `shape_error`
+/// for a rank other than `Rank` (printing the shape).
 /// The view aliases `t`: it is valid while `t`'s storage lives, and writing through it
 /// bypasses autograd (use it on tensors that do not require grad, or inside a custom
 /// autograd function).
@@ -61,6 +62,11 @@ strided_view<T, Rank> view_of(const at::Tensor& t, std::string_view arg,
                               stride_requirement strides = stride_requirement::any) {
   const std::string name(arg);
   if (!t.defined()) throw value_error(name + ": the tensor is undefined");
+  if (t.layout() != at::kStrided)
+    throw value_error(name + ": expected a dense strided tensor, got layout " +
+                      c10::str(t.layout()) + " (call .to_dense())");
+  if (t.is_neg())  // the view would read the stored values, not their negation
+    throw value_error(name + ": the tensor carries a lazy negation (call .resolve_neg())");
   if (t.scalar_type() != scalar_type_of<T>())
     throw value_error(name + ": expected dtype " + c10::toString(scalar_type_of<T>()) +
                       ", got " + c10::toString(t.scalar_type()));
@@ -78,7 +84,8 @@ strided_view<T, Rank> view_of(const at::Tensor& t, std::string_view arg,
   }
   if (strides == stride_requirement::contiguous && !view.is_contiguous())
     throw value_error(name + ": expected a contiguous tensor, got shape " + to_string(dims) +
-                      " with strides " + to_string(shape(view.strides.begin(), view.strides.end())) +
+                      " with strides " +
+                      to_string(shape(view.strides.begin(), view.strides.end())) +
                       " (call .contiguous())");
   if (strides == stride_requirement::unit_inner_stride && Rank > 0 &&
       view.extents[Rank - 1] != 1 && view.strides[Rank - 1] != 1)
