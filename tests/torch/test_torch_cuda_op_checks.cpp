@@ -168,7 +168,13 @@ TEST_CASE("cuda op checks: accumulate_relevance_cuda rejects a bad lse or releva
   require_rejects<value_error>(valid, [](auto& c) { c.relevance = at::zeros({2, 20}, at::kHalf); },
                                "relevance: expected a float32 accumulator, got Half");
   require_rejects<value_error>(valid, [](auto& c) { c.relevance = at::zeros({1, 20}).expand({2, 20}); },
-                               "relevance: its elements overlap in memory");
+                               "relevance: its elements may overlap in memory");
+  // strides ATen does not decide: row b starts one element after row b - 1
+  require_rejects<value_error>(valid, [](auto& c) { c.relevance = at::zeros({21}).as_strided({2, 20}, {1, 1}); },
+                               "relevance: its elements may overlap in memory");
+  readout_case apart;  // strides [80, 2]: not dense (ATen finds it too hard), yet apart
+  apart.relevance = at::zeros({2, 80}).slice(1, 0, 40, 2);
+  REQUIRE_NOTHROW(apart.check());
   require_rejects<value_error>(valid, [](auto& c) { c.relevance = on_meta({2, 20}); },
                                "relevance: expected a tensor on the device of q");
 }

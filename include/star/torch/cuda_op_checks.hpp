@@ -12,6 +12,7 @@
 #include <ATen/ATen.h>
 #include <ATen/MemoryOverlap.h>
 
+#include <algorithm>
 #include <array>
 #include <charconv>
 #include <cmath>
@@ -21,6 +22,8 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <utility>
+#include <vector>
 
 #include "star/allocation/allocation_options.hpp"
 #include "star/attention/joint_qk.hpp"
@@ -108,6 +111,24 @@ inline void require_positive_float32(double value, std::string_view field) {
                        printed(value));
 }
 
+/// @brief Whether two elements of `t` may share memory: ATen's answer where it has one; for
+/// the strided views ATen finds too hard, unless each stride (ascending, extents > 1) reaches
+/// past every offset the smaller strides span.
+inline bool elements_may_overlap(const at::Tensor& t) {
+  const auto overlap = at::has_internal_overlap(t);
+  if (overlap != at::MemOverlap::TooHard) return overlap == at::MemOverlap::Yes;
+  std::vector<std::pair<std::int64_t, std::int64_t>> steps;  // (|stride|, extent), extent > 1
+  for (std::int64_t d = 0; d < t.dim(); ++d)
+    if (t.size(d) > 1) steps.emplace_back(std::abs(t.stride(d)), t.size(d));
+  std::sort(steps.begin(), steps.end());
+  std::int64_t span = 0;  // the largest offset the smaller strides reach
+  for (const auto& [stride, extent] : steps) {
+    if (stride <= span) return true;
+    span += stride * (extent - 1);
+  }
+  return false;
+}
+
 }  // namespace cuda_check_detail
 
 /// @brief Options of `token_objective_cuda` (those of `policy_objective_options` that token
@@ -136,10 +157,11 @@ struct cuda_token_objective_options {
 /// @brief The checks of `accumulate_relevance_cuda`: `layout` valid; q, k [B, H, T, D] of
 /// one dtype (float32, float16, bfloat16) with `T = layout.total_tokens()`,
 /// `B, H <= star::cuda::max_grid_yz` and `D <= star::cuda::max_readout_head_dim`; lse
-/// [B, H, T] floating point; relevance [B, N] float32 without overlapping elements when
-/// defined; all on the device of q; columns non-empty in `[0, L)`; one weight per column,
-/// finite, >= 0 and within float32; scale > 0 and block_weight finite, in float32 too. Throws
-/// `shape_error`, `value_error` or `option_error` naming the argument.
+/// [B, H, T] floating point; relevance [B, N] float32 when defined, its elements apart
+/// (`elements_may_overlap` false); all on the device of q; columns non-empty in `[0, L)`;
+/// one weight per column, finite, >= 0 and within float32; scale > 0 and block_weight
+/// finite, in float32 too. Throws `shape_error`, `value_error` or `option_error` naming the
+/// argument.
 /// @return the extents of q
 inline joint_qk_dims check_accumulate_relevance_cuda(
     const at::Tensor& q, const at::Tensor& k, const at::Tensor& lse, const token_layout& layout,
@@ -166,9 +188,10 @@ inline joint_qk_dims check_accumulate_relevance_cuda(
       throw value_error(std::string("relevance: expected a float32 accumulator, got ") +
                         c10::toString(relevance.scalar_type()));
     // the kernel adds into every element from its own thread: elements sharing memory race
-    if (at::has_internal_overlap(relevance) == at::MemOverlap::Yes)
-      throw value_error("relevance: its elements overlap in memory (e.g. an expanded tensor); "
-                        "expected a writable [B, N] accumulator with one element per entry");
+    if (elements_may_overlap(relevance))
+      throw value_error("relevance: its elements may overlap in memory (e.g. an expanded "
+                        "tensor); expected a writable [B, N] accumulator with one element per "
+                        "entry, its strides apart (ascending, each past the span of the last)");
   }
   require_text_columns("columns", columns, layout);
   if (weights.size() != columns.size())
