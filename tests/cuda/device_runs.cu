@@ -350,4 +350,31 @@ std::vector<int> objective_gradient_rejections(objective_case c) {
           static_cast<int>(star::cuda::token_objective_backward(in, params, {}, nullptr))};
 }
 
+std::array<double, 2> kl_loss_apart_and_in_place(objective_case c) {
+  c.kl_weighted_by_allocation = true;
+  const std::array<std::int64_t, 2> dims{c.rows, c.tokens};
+  const device_objective_inputs<float> inputs(c);
+  device_buffer<float> d_log_prob(c.rows * c.tokens), d_kl(c.rows * c.tokens);
+  device_buffer<star::cuda::token_objective_totals> totals(1);
+  const std::size_t bytes = star::cuda::token_objective_workspace_bytes(c.rows);
+  device_buffer<unsigned char> workspace(bytes);
+  fill_bytes(workspace.data, 0, bytes);
+  const star::cuda::token_objective_params params{static_cast<float>(c.clip_range),
+                                                  static_cast<float>(c.beta), true};
+  const auto kl_loss_writing_d_kl_to = [&](float* d_kl_out) {
+    const star::cuda::token_objective_gradient gradient{
+        nullptr, star::contiguous_view<float, 2>(d_log_prob.data, dims),
+        star::contiguous_view<float, 2>(d_kl_out, dims)};
+    if (star::cuda::token_objective_forward(inputs.view, params, totals.data, workspace.data,
+                                            bytes, nullptr, gradient) != cudaSuccess ||
+        cudaDeviceSynchronize() != cudaSuccess)
+      throw std::runtime_error("the objective forward failed");
+    star::cuda::token_objective_totals host{};
+    cudaMemcpy(&host, totals.data, sizeof host, cudaMemcpyDeviceToHost);
+    return static_cast<double>(host.kl_loss);
+  };
+  const double apart = kl_loss_writing_d_kl_to(d_kl.data);
+  return {apart, kl_loss_writing_d_kl_to(inputs.kl.data)};
+}
+
 }  // namespace star::test::cuda

@@ -4,6 +4,7 @@
 // compiled by the host compiler (test_cuda_kernels.cpp), so nvcc never parses the generic
 // algorithms.
 
+#include <array>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -119,5 +120,9 @@ objective_run run_token_objective(const objective_case& c, element type);
 /// gradient outputs that do not fit: a forward with a `[R, N + 1]` `d_log_prob`, a forward
 /// with a `d_kl`, and a backward without `d_log_prob`.
 std::vector<int> objective_gradient_rejections(objective_case c);
+
+/// The float32 `kl_loss` of the forward writing its gradient (`W`-weighted KL), with `d_kl`
+/// in a buffer of its own and then in `kl`'s own memory.
+std::array<double, 2> kl_loss_apart_and_in_place(objective_case c);
 
 }  // namespace star::test::cuda

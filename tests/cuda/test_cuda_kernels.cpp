@@ -310,6 +310,13 @@ void test_allocation_rejects_bad_input() {
   const allocation_run run = run_allocation(c, element::f32);
   check(run.status == 0 && run.capped[0] == 0 && run.capped[1] == -1,
         "a negative entry marks its row with capped = -1, other rows unaffected");
+  allocation_case given{3, 8, std::vector<double>(24, 0.5), 1.0, {0.5, std::nan(""), 1.5}, 0.0};
+  const allocation_run with_lambda = run_allocation(given, element::f32);
+  check(with_lambda.status == 0 && with_lambda.capped == std::vector<int>{0, -1, -1},
+        "a given lambda of NaN or 1.5 marks its row with capped = -1");
+  check(with_lambda.status == 0 && with_lambda.weights[0] == 1.0 &&
+            std::isnan(with_lambda.weights[8]) && std::isnan(with_lambda.weights[16]),
+        "a row with a valid lambda is allocated, the marked rows are NaN");
   c.tau = 0.0;
   check(run_allocation(c, element::f32).status != 0, "tau 0 is rejected");
   c = {1, 5000, std::vector<double>(5000, 1.0), 1.0, {}, 0.0};
@@ -421,6 +428,29 @@ void test_token_objective_zero_advantage() {
   check(all_zero, "I5: zero gradient");
 }
 
+/// NaN in an input, or a zero advantage times an overflowing ratio, shows in the loss as in
+/// the gradient (a max that drops NaN would report a finite loss).
+void test_token_objective_non_finite() {
+  auto c = random_objective(2, 64, 71);
+  c.log_prob[5] = std::nan("");
+  objective_run run = run_token_objective(c, element::f32);
+  check(run.status == 0 && std::isnan(run.loss) && std::isnan(run.d_log_prob[5]),
+        "a NaN log_prob makes the loss and its gradient entry NaN");
+  c = random_objective(2, 64, 72);
+  c.advantages[1] = 0.0;
+  c.log_prob[64 + 3] = c.old_log_prob[64 + 3] + 100.0;  // exp overflows in float32
+  run = run_token_objective(c, element::f32);
+  check(run.status == 0 && std::isnan(run.loss), "A = 0 with an infinite ratio: a NaN loss");
+}
+
+/// The forward writing its gradient reads `kl` before it writes `d_kl` into the same memory.
+void test_token_objective_gradient_in_place() {
+  const auto [apart, in_place] = kl_loss_apart_and_in_place(random_objective(3, 256, 81));
+  check(apart > 0.0 && in_place == apart, "kl_loss with d_kl written over kl: " +
+                                              std::to_string(in_place) + " vs " +
+                                              std::to_string(apart));
+}
+
 void test_token_objective_rejects_bad_options() {
   auto c = random_objective(2, 16, 61);
   c.clip_range = 1.5;
@@ -447,6 +477,8 @@ int main(int argc, char** argv) {
       {"allocation_rejects_bad_input", test_allocation_rejects_bad_input},
       {"token_objective", test_token_objective},
       {"token_objective_zero_advantage", test_token_objective_zero_advantage},
+      {"token_objective_non_finite", test_token_objective_non_finite},
+      {"token_objective_gradient_in_place", test_token_objective_gradient_in_place},
       {"token_objective_rejects_bad_options", test_token_objective_rejects_bad_options},
   };
   std::vector<std::string> selected(argv + 1, argv + argc);

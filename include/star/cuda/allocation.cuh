@@ -30,7 +30,8 @@ __global__ void allocate_rows_kernel(strided_view<const T, 2> relevance, allocat
   const int b = blockIdx.x;
   const float n_float = static_cast<float>(image_tokens);
 
-  int invalid = 0;
+  const float given_lambda = params.lambda ? params.lambda[b] : 0.0f;
+  int invalid = threadIdx.x == 0 && !(given_lambda >= 0.0f && given_lambda <= 1.0f);
   float local_max = 0.0f;
   for (std::int64_t i = threadIdx.x; i < image_tokens; i += blockDim.x) {
     const float x = to_float(relevance(b, i));
@@ -59,9 +60,9 @@ __global__ void allocate_rows_kernel(strided_view<const T, 2> relevance, allocat
     local_entropy -= row[i] * logf(fmaxf(row[i], 1e-30f));
   }
   const float entropy = block_sum(local_entropy, float_scratch);
-  const float lambda =
-      params.lambda ? params.lambda[b]
-                    : (image_tokens == 1 ? 1.0f : fminf(fmaxf(entropy / logf(n_float), 0.0f), 1.0f));
+  const float entropy_lambda =
+      image_tokens == 1 ? 1.0f : fminf(fmaxf(entropy / logf(n_float), 0.0f), 1.0f);
+  const float lambda = params.lambda ? given_lambda : entropy_lambda;
   for (std::int64_t i = threadIdx.x; i < image_tokens; i += blockDim.x) {
     row[i] = (1.0f - lambda) * n_float * row[i] + lambda;  // W before the cap
     held[i] = 0;

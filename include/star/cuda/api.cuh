@@ -33,7 +33,8 @@ template <class T>
 struct readout_inputs {
   strided_view<const T, 4> q;          ///< [B, H, T, D] post-QK-norm queries of the joint sequence
   strided_view<const T, 4> k;          ///< [B, H, T, D] post-QK-norm keys
-  strided_view<const float, 3> lse;    ///< [B, H, T] row log-sum-exp over ALL keys (image rows read)
+  /// [B, H, T] row log-sum-exp over ALL keys (the image rows are read)
+  strided_view<const float, 3> lse;
   std::span<const std::int64_t> columns;  ///< [S] host: text-block indices `j`, in `[0, L)`
   std::span<const float> weights;      ///< [S] host: `w_j`, in the order of `columns`
   float scale = 0.0f;                  ///< logit scale `s` (e.g. `1 / sqrt(D)`), > 0
@@ -78,7 +79,8 @@ cudaError_t accumulate_relevance(const readout_inputs<T>& in, const token_layout
 /// @brief The knobs of one allocation launch.
 struct allocation_params {
   float tau = 1.0f;               ///< sharpening temperature, finite and > 0 (`pow` skipped at 1)
-  const float* lambda = nullptr;  ///< [B] device: `lambda` per row; null: normalised entropy
+  /// [B] device: `lambda` per row, in [0, 1]; null: the normalised entropy
+  const float* lambda = nullptr;
   float w_max = 0.0f;             ///< cap `W <= w_max` when >= 1; 0: off
 };
 
@@ -88,7 +90,8 @@ struct allocation_outputs {
   float* lambda = nullptr;          ///< [B] the `lambda` used per row
   float* entropy = nullptr;         ///< [B] `H(m)` of the sharpened map, nats
   /// [B] entries held at `w_max` per row (0 when the cap is off); -1 marks a row with a
-  /// negative or non-finite relevance entry, whose other outputs are NaN.
+  /// negative or non-finite relevance entry or a given `lambda` outside [0, 1] (or NaN),
+  /// whose other outputs are NaN.
   std::int32_t* capped = nullptr;
 };
 
@@ -155,7 +158,9 @@ constexpr std::size_t token_objective_workspace_bytes(std::int64_t rows) {
 struct token_objective_gradient {
   const float* loss_grad = nullptr;   ///< device, one float `d out / d loss`; null: 1
   strided_view<float, 2> d_log_prob;  ///< [R, N] device; `data` null: not written
-  strided_view<float, 2> d_kl;        ///< [R, N] device; `data` null: not written (needs `kl`)
+  /// [R, N] device; `data` null: not written (needs `kl`). It may be `kl`'s own memory (the
+  /// forward reads each `kl` entry before it writes that entry's gradient).
+  strided_view<float, 2> d_kl;
 };
 
 /// @brief The token-mode objective `L_pg + beta L_kl` and its metrics, written to `totals`

@@ -39,8 +39,11 @@ __device__ token_term entry_term(const token_objective_inputs<T>& in, float clip
   const float ratio = expf(log_ratio);
   const float unclipped = -advantage * ratio;
   const float clipped = -advantage * fminf(fmaxf(ratio, 1.0f - clip_range), 1.0f + clip_range);
-  return {allocation, log_ratio, ratio, fmaxf(unclipped, clipped), unclipped,
-          clipped > unclipped, ratio > 1.0f + clip_range || ratio < 1.0f - clip_range};
+  // NaN in ell, ell_old, A, W or 0 * inf (a zero advantage with an overflowing ratio) makes
+  // the unclipped term NaN: the loss says so (fmaxf would drop it), as the gradient does
+  const float loss = isnan(unclipped) ? unclipped : fmaxf(unclipped, clipped);
+  return {allocation, log_ratio, ratio, loss, unclipped, clipped > unclipped,
+          ratio > 1.0f + clip_range || ratio < 1.0f - clip_range};
 }
 
 /// @brief The KL weight `omega` of an entry: its `W` or 1.
@@ -119,13 +122,13 @@ __global__ void forward_kernel(token_objective_inputs<T> in, token_objective_par
 #pragma unroll 4
   for (std::int64_t n = threadIdx.x; n < tokens; n += blockDim.x) {
     const token_term term = entry_term(in, params.clip_range, r, n);
-    if (differentiate) write_entry_gradient(params, gradient, scale, term, r, n);
     local[0] += term.loss;
     local[1] += term.clip_acts;
     local[2] += term.outside;
     local[3] += term.log_ratio * term.log_ratio;
-    if (in.kl.data)
+    if (in.kl.data)  // read before the gradient is written: d_kl may be kl's own memory
       local[4] += kl_weight(term, params.kl_weighted_by_allocation) * to_float(in.kl(r, n));
+    if (differentiate) write_entry_gradient(params, gradient, scale, term, r, n);
   }
   block_sums(local, scratch);
   if (threadIdx.x == 0) {

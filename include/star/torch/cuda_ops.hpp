@@ -3,8 +3,10 @@
 /// @brief LibTorch entry points of the fused CUDA kernels (include/star/cuda/): the relevance
 /// read-out and the allocation (no gradient), and the token-mode objective as an autograd
 /// function whose backward is the fused gradient kernel. Each checks its arguments first
-/// (star/torch/cuda_op_checks.hpp), then that they are on a CUDA device; launches go to the
-/// current CUDA stream; workspace comes from the caching allocator.
+/// (star/torch/cuda_op_checks.hpp), then that they are on a CUDA device, which it makes the
+/// current one while it works (the tensors may live on another GPU than the current one);
+/// launches go to that device's current CUDA stream; workspace comes from the caching
+/// allocator.
 /// Compiled by the host compiler (C++20; LibTorch headers are not parsed by nvcc): the
 /// kernels are linked from one nvcc-compiled file of the program that includes
 /// star/cuda/instantiate.cuh. Provided only where LibTorch's CUDA headers and the CUDA
@@ -14,6 +16,7 @@
 #include <torch/autograd.h>
 
 #if __has_include(<c10/cuda/impl/cuda_cmake_macros.h>) && __has_include(<cuda_runtime.h>)
+#include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
 
 #include <cstdint>
@@ -132,6 +135,7 @@ inline cuda_readout_result accumulate_relevance_cuda(
   const joint_qk_dims dims = check_accumulate_relevance_cuda(q, k, lse, layout, columns, weights,
                                                              scale, block_weight, relevance);
   const at::Device device = cuda_detail::require_cuda(q, "q");
+  const c10::cuda::CUDAGuard on_device(device);
   const std::int64_t image = layout.image_tokens();
   const auto options = at::TensorOptions().dtype(at::kFloat).device(device);
   const bool accumulate = relevance.defined();
@@ -164,20 +168,24 @@ struct cuda_allocation_result {
   at::Tensor weights;  ///< [B, N] float32 `W`, mean 1 per row
   at::Tensor lambda;   ///< [B] float32
   at::Tensor entropy;  ///< [B] float32 `H(m)`, nats
-  at::Tensor capped;   ///< [B] int32 entries held at `w_max`; -1: a negative / non-finite row
+  /// [B] int32 entries held at `w_max`; -1: a row with a negative or non-finite relevance
+  /// entry or a bad `lambda`, its other outputs NaN
+  at::Tensor capped;
 };
 
 /// @brief Allocation weights of each row with the fused kernel, as `star::allocate` defines
 /// them (no gradient).
 /// @param relevance [B, N] CUDA float32 / float16 / bfloat16, N <= 4096
 /// @param tau       sharpening temperature, > 0
-/// @param lambda    [B] per-row `lambda` (any float dtype); unset: the entropy schedule
+/// @param lambda    [B] per-row `lambda` in [0, 1] (any float dtype; a row whose `lambda` is
+///                  outside or NaN gets `capped = -1`); unset: the entropy schedule
 /// @param w_max     the cap, >= 1; unset: off
 inline cuda_allocation_result allocate_cuda(const at::Tensor& relevance, double tau = 1.0,
                                             const std::optional<at::Tensor>& lambda = std::nullopt,
                                             std::optional<double> w_max = std::nullopt) {
   check_allocate_cuda(relevance, tau, lambda, w_max);
   const at::Device device = cuda_detail::require_cuda(relevance, "relevance");
+  const c10::cuda::CUDAGuard on_device(device);
   const std::int64_t rows = relevance.size(0);
   const auto options = at::TensorOptions().dtype(at::kFloat).device(device);
   cuda_allocation_result result{at::empty(relevance.sizes(), options),   // [B, N]
@@ -213,10 +221,14 @@ class token_objective_function : public torch::autograd::Function<token_objectiv
       const at::Tensor& old_log_prob, const at::Tensor& allocation, const at::Tensor& advantages,
       const at::Tensor& step_weights, const at::Tensor& kl, bool has_step_weights, bool has_kl,
       double clip_range, double beta, bool kl_weighted_by_allocation) {
+    const c10::cuda::CUDAGuard on_device(log_prob.device());
     const auto prepared = prepare(log_prob, old_log_prob, allocation, advantages,
                                   has_step_weights ? step_weights : at::Tensor(),
                                   has_kl ? kl : at::Tensor());
     ctx->save_for_backward(prepared);
+    // the gradients go back in the inputs' own dtypes (prepare may have widened them)
+    ctx->saved_data["log_prob_dtype"] = static_cast<std::int64_t>(log_prob.scalar_type());
+    ctx->saved_data["kl_dtype"] = static_cast<std::int64_t>(kl.scalar_type());
     ctx->saved_data["clip_range"] = clip_range;
     ctx->saved_data["beta"] = beta;
     ctx->saved_data["kl_weighted_by_allocation"] = kl_weighted_by_allocation;
@@ -232,7 +244,8 @@ class token_objective_function : public torch::autograd::Function<token_objectiv
                       kl_weighted_by_allocation},
            [&](const auto& in, const auto& params) {
              return star::cuda::token_objective_forward(
-                 in, params, reinterpret_cast<star::cuda::token_objective_totals*>(totals.data_ptr<float>()),
+                 in, params,
+                 reinterpret_cast<star::cuda::token_objective_totals*>(totals.data_ptr<float>()),
                  scratch.data_ptr(), bytes, stream);
            });
     // two tensors of their own: LibTorch 2.x gives no grad_fn to an output that is a view of
@@ -248,6 +261,7 @@ class token_objective_function : public torch::autograd::Function<token_objectiv
                                                  torch::autograd::variable_list grad_outputs) {
     const auto saved = ctx->get_saved_variables();
     const at::Tensor& log_prob = saved[0];
+    const c10::cuda::CUDAGuard on_device(log_prob.device());
     const bool has_kl = saved[5].defined();
     const auto options = at::TensorOptions().dtype(at::kFloat).device(log_prob.device());
     const at::Tensor upstream = grad_outputs[0].defined()
@@ -267,31 +281,42 @@ class token_objective_function : public torch::autograd::Function<token_objectiv
              return star::cuda::token_objective_backward(in, params, gradient,
                                                          cuda_detail::current_stream(device));
            });
-    return {d_log_prob.to(log_prob.scalar_type()), at::Tensor(), at::Tensor(), at::Tensor(),
-            at::Tensor(), has_kl ? d_kl.to(saved[5].scalar_type()) : at::Tensor(),
+    const auto dtype = [&](const char* key) {
+      return static_cast<at::ScalarType>(ctx->saved_data[key].toInt());
+    };
+    return {d_log_prob.to(dtype("log_prob_dtype")), at::Tensor(), at::Tensor(), at::Tensor(),
+            at::Tensor(), has_kl ? d_kl.to(dtype("kl_dtype")) : at::Tensor(),
             at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
   }
 
  private:
   /// @brief The (checked) inputs converted for the kernels: `[R, N]` tensors in the dtype of
-  /// `log_prob`, `[R]` tensors contiguous float32, `step_weights` and `kl` possibly undefined.
+  /// `log_prob` where they all have it, else all in float32 (rounding a float32 `ell_old` to
+  /// bfloat16 would move `log rho` by more than the clip range); `[R]` tensors contiguous
+  /// float32; `step_weights` and `kl` possibly undefined.
   static std::vector<at::Tensor> prepare(const at::Tensor& log_prob, const at::Tensor& old_log_prob,
                                          const at::Tensor& allocation, const at::Tensor& advantages,
                                          const at::Tensor& step_weights, const at::Tensor& kl) {
-    const auto dtype = log_prob.scalar_type();
+    const auto shared = log_prob.scalar_type();
+    const bool one_dtype = old_log_prob.scalar_type() == shared &&
+                           allocation.scalar_type() == shared &&
+                           (!kl.defined() || kl.scalar_type() == shared);
+    const auto dtype = one_dtype ? shared : at::kFloat;
     const auto rows = at::TensorOptions().dtype(at::kFloat).device(log_prob.device());
     const auto as_rows = [&](const at::Tensor& t) {
       return t.detach().to(rows).contiguous();  // [R]
     };
-    return {log_prob.detach(), old_log_prob.detach().to(dtype), allocation.detach().to(dtype),
-            as_rows(advantages),                                                 // [R]
-            step_weights.defined() ? as_rows(step_weights) : at::Tensor(),      // [R]
-            kl.defined() ? kl.detach().to(dtype) : at::Tensor()};               // [R, N]
+    return {log_prob.detach().to(dtype), old_log_prob.detach().to(dtype),  // [R, N], [R, N]
+            allocation.detach().to(dtype),                                  // [R, N]
+            as_rows(advantages),                                            // [R]
+            step_weights.defined() ? as_rows(step_weights) : at::Tensor(),  // [R]
+            kl.defined() ? kl.detach().to(dtype) : at::Tensor()};          // [R, N]
   }
 
   /// @brief Builds the kernel inputs from `prepare`d tensors and calls `launch(in, params)`.
   template <class Launch>
-  static void launch(const std::vector<at::Tensor>& t, const star::cuda::token_objective_params& params,
+  static void launch(const std::vector<at::Tensor>& t,
+                     const star::cuda::token_objective_params& params,
                      Launch&& launch_kernels) {
     const at::Device device = t[0].device();
     cuda_detail::dispatch(t[0].scalar_type(), "log_prob", [&]<class A>() {
@@ -311,6 +336,7 @@ class token_objective_function : public torch::autograd::Function<token_objectiv
 
 /// @brief The token-mode objective and its metrics, differentiable w.r.t. `log_prob` and
 /// `kl` through the fused kernels: `(loss [], metrics [5])`, see `token_objective_function`.
+/// Computed in the dtype of `log_prob` where the `[R, N]` inputs share it, else in float32.
 /// @param log_prob     [R, N] CUDA `ell`, float32 / float16 / bfloat16
 /// @param old_log_prob [R, N] `ell_old`
 /// @param allocation   [R, N] `W`
@@ -329,7 +355,8 @@ inline torch::autograd::variable_list token_objective_cuda(
   // undefined tensor has not: an input left out travels as an empty placeholder and a flag.
   const at::Tensor absent = at::empty({0}, log_prob.options());  // [0]
   return token_objective_function::apply(
-      log_prob, old_log_prob, allocation, advantages, step_weights.defined() ? step_weights : absent,
+      log_prob, old_log_prob, allocation, advantages,
+      step_weights.defined() ? step_weights : absent,
       kl.defined() ? kl : absent, step_weights.defined(), kl.defined(), options.token_clip_range,
       options.beta, options.kl_weighted_by_allocation);
 }
