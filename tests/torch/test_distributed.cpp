@@ -102,8 +102,10 @@ struct temp_dir {
 /// Worker processes of one launch: killed and reaped whatever happens to the test.
 class workers {
  public:
+  /// `timeout_ms`: star's; `group_timeout_ms`: the Gloo group's (0: the same).
   workers(int world, std::uint16_t port, const std::string& mode, int timeout_ms,
-          const std::filesystem::path& dir, const std::string& device = "cpu")
+          const std::filesystem::path& dir, const std::string& device = "cpu",
+          int group_timeout_ms = 0)
       : dir_(dir) {
     for (int rank = 0; rank < world; ++rank) {
       std::vector<std::string> env;
@@ -113,6 +115,8 @@ class workers {
       env.push_back("STAR_DIST_PORT=" + std::to_string(port));
       env.push_back("STAR_DIST_MODE=" + mode);
       env.push_back("STAR_DIST_TIMEOUT_MS=" + std::to_string(timeout_ms));
+      env.push_back("STAR_DIST_GROUP_TIMEOUT_MS=" +
+                    std::to_string(group_timeout_ms > 0 ? group_timeout_ms : timeout_ms));
       env.push_back("STAR_DIST_OUT=" + output(rank).string());
       env.push_back("STAR_DIST_DEVICE=" + device);
       std::vector<char*> envp;
@@ -213,10 +217,12 @@ TEST_CASE(worker_test_name, "[.][distributed_worker]") {
   const int world = std::stoi(env_or_empty("STAR_DIST_WORLD"));
   const auto port = static_cast<std::uint16_t>(std::stoi(env_or_empty("STAR_DIST_PORT")));
   const std::chrono::milliseconds timeout(std::stoi(env_or_empty("STAR_DIST_TIMEOUT_MS")));
+  const std::chrono::milliseconds group_timeout(
+      std::stoi(env_or_empty("STAR_DIST_GROUP_TIMEOUT_MS")));
   std::ofstream out(env_or_empty("STAR_DIST_OUT"));
 
   const c10::Device device(env_or_empty("STAR_DIST_DEVICE"));
-  const auto group = make_gloo_group(port, rank, world, timeout);
+  const auto group = make_gloo_group(port, rank, world, group_timeout);
   const star::libtorch::process_group_gather gather(group, {.timeout = timeout, .device = device});
   REQUIRE(gather.rank() == rank);
   REQUIRE(gather.size() == world);
@@ -241,6 +247,20 @@ TEST_CASE(worker_test_name, "[.][distributed_worker]") {
     std::_Exit(0);
   }
   if (mode == "advantages") {
+    out << advantage_lines(local_rewards, local_ints, local_strings, gather);
+    return;
+  }
+  if (mode == "bad_keys" || mode == "mixed_key_types") {  // one failing call, then the epoch
+    try {
+      if (mode == "mixed_key_types" && faulty_rank)
+        gather.gather(local_rewards, std::span<const std::string>(local_strings));
+      else  // the faulty rank of "bad_keys" passes one key short
+        gather.gather(local_rewards, std::span<const std::int64_t>(local_ints).first(
+                                         count - (mode == "bad_keys" && faulty_rank)));
+      out << "completed\n";
+    } catch (const star::error& e) {
+      out << "star::error\n" << e.what() << "\n";
+    }
     out << advantage_lines(local_rewards, local_ints, local_strings, gather);
     return;
   }
@@ -307,10 +327,13 @@ TEST_CASE(
     "[distributed]") {
   constexpr int world = 3;
   constexpr int timeout_ms = 3000;
+  // Gloo's own timeout is four times star's: an error before 8 s is star's timeout at work
+  constexpr int group_timeout_ms = 12000;
   for (const std::string mode : {"exit", "stall"}) {
     INFO("mode " << mode);
     temp_dir dir;
-    workers launch(world, free_loopback_port(), mode, timeout_ms, dir.path);
+    workers launch(world, free_loopback_port(), mode, timeout_ms, dir.path, "cpu",
+                   group_timeout_ms);
     const auto deadline = clock_type::now() + hard_deadline;
     for (int rank = 0; rank < world - 1; ++rank) {
       const auto status = launch.wait(rank, deadline);
@@ -326,11 +349,48 @@ TEST_CASE(
       first >> kind >> elapsed_ms;
       REQUIRE(kind == "star::error");
       CHECK(elapsed_ms >= 0);
-      CHECK(elapsed_ms < 30000);  // bounded: 10x the collective timeout
+      CHECK(elapsed_ms < 8000);  // star's 3 s timeout, not Gloo's 12 s
       CHECK_THAT(lines[1], Catch::Contains("rank " + std::to_string(rank) + " of 3") &&
                                Catch::Contains("timeout of 3000 ms") &&
                                Catch::Contains("all-gather of"));
     }
+  }
+}
+
+TEST_CASE(
+    "distributed failure: one rank's keys one short of its rewards, or keys of another type, "
+    "make every rank fail in the same call, naming that rank, and the next call is exact again",
+    "[distributed]") {
+  constexpr int world = 3;
+  const auto expected =
+      split_lines(advantage_lines(epoch_rewards(), epoch_int_keys(), epoch_string_keys()));
+  for (const std::string mode : {"bad_keys", "mixed_key_types"}) {
+    INFO("mode " << mode);
+    temp_dir dir;
+    workers launch(world, free_loopback_port(), mode, 30000, dir.path);
+    const auto deadline = clock_type::now() + hard_deadline;
+    std::vector<std::string> joined(expected.size());
+    for (int rank = 0; rank < world; ++rank) {
+      const auto status = launch.wait(rank, deadline);
+      INFO("rank " << rank << " log:\n" << launch.read(launch.log(rank)));
+      REQUIRE(status.has_value());
+      REQUIRE(*status == 0);
+      INFO("output: " << launch.read(launch.output(rank)));
+      const auto lines = split_lines(launch.read(launch.output(rank)));
+      REQUIRE(lines.size() == 2 + expected.size());
+      REQUIRE(lines[0] == "star::error");
+      const bool faulty = rank == world - 1;
+      if (mode == "bad_keys")
+        CHECK_THAT(lines[1], faulty ? Catch::Contains("local_keys has shape [4]")
+                                    : Catch::Contains("rank 2 passed a different number of keys"));
+      else
+        CHECK_THAT(lines[1], Catch::Contains(faulty ? "rank 0 gathers keys of another type "
+                                                      "(integral ids) than rank 2 (strings)"
+                                                    : "rank 2 gathers keys of another type "
+                                                      "(strings)"));
+      for (std::size_t i = 0; i < expected.size(); ++i) joined[i] += lines[2 + i];
+    }
+    for (std::size_t i = 0; i < expected.size(); ++i) CHECK(joined[i] == expected[i]);
   }
 }
 

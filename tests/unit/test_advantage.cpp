@@ -268,8 +268,8 @@ TEST_CASE("advantage: rewards and keys of different lengths") {
   const std::vector<int> keys{0, 0};
   REQUIRE_THROWS_AS(star::group_relative_advantages(rewards, keys), star::shape_error);
   REQUIRE_THROWS_WITH(star::group_relative_advantages(rewards, keys),
-                      Catch::Contains("rewards") && Catch::Contains("keys") &&
-                          Catch::Contains("[3]") && Catch::Contains("[2]"));
+                      Catch::Contains("rewards has shape [3] but keys has shape [2]; expected "
+                                      "one key per reward"));
 }
 
 TEST_CASE("advantage: a gather hook returning inconsistent arrays is rejected") {

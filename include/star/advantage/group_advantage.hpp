@@ -76,6 +76,8 @@ inline std::string describe_sample(std::size_t index, std::size_t local_offset,
 /// The statistics are computed after `gather`, over all ranks' samples; every rank then
 /// checks the same gathered rewards, so a non-finite reward under `nonfinite_policy::error`
 /// throws on every rank alike (the message names the sample: `rewards[i]` when it is local).
+/// The options and shapes are checked after `gather` too, so that every rank takes part in
+/// each collective (`process_group_gather` fails on all ranks when one has mismatched keys).
 /// @param rewards [B] this rank's rewards (B may be 0)
 /// @param keys    [B] the group key of each reward (a prompt string, an id, ...)
 /// @param options std scope, eps, clip, non-finite policy (validated)
@@ -86,21 +88,24 @@ advantage_result group_relative_advantages(std::span<const double> rewards, cons
                                            const advantage_options& options = {},
                                            const Gather& gather = {}) {
   using key_type = std::ranges::range_value_t<Keys>;
-  options.validate();
   const std::span<const key_type> local_keys(std::ranges::data(keys), std::ranges::size(keys));
-  if (local_keys.size() != rewards.size())
-    throw shape_error("group_relative_advantages: rewards has shape [" +
-                      std::to_string(rewards.size()) + "] but keys has shape [" +
-                      std::to_string(local_keys.size()) + "]; expected one key per reward");
-
+  // the gather comes first (it checks one key per reward): a rank that threw before it
+  // would leave the others waiting and, if the trainer went on, pair its next call with
+  // their current one
   const gathered_rewards<key_type> all = gather.gather(rewards, local_keys);
   if (all.keys.size() != all.rewards.size() ||
       all.local_offset + rewards.size() > all.rewards.size())
     throw shape_error("group_relative_advantages: gather returned " +
                       std::to_string(all.rewards.size()) + " rewards, " +
                       std::to_string(all.keys.size()) + " keys and local_offset " +
-                      std::to_string(all.local_offset) + " for " +
-                      std::to_string(rewards.size()) + " local samples");
+                      std::to_string(all.local_offset) + " for rewards of shape [" +
+                      std::to_string(rewards.size()) + "] and keys of shape [" +
+                      std::to_string(local_keys.size()) + "]");
+  if (local_keys.size() != rewards.size())
+    throw shape_error("group_relative_advantages: rewards has shape [" +
+                      std::to_string(rewards.size()) + "] but keys has shape [" +
+                      std::to_string(local_keys.size()) + "]; expected one key per reward");
+  options.validate();
 
   // Group every kept sample of the epoch; dropped samples belong to no group.
   constexpr std::size_t no_group = std::numeric_limits<std::size_t>::max();
@@ -160,7 +165,8 @@ advantage_result group_relative_advantages(std::span<const double> rewards, cons
 
 /// @brief The same advantages for rewards held in a backend tensor. Rewards are data (never
 /// differentiated), so they are read to the host once; use the host overload for the logged
-/// statistics.
+/// statistics. A `rewards` tensor that is not 1-D throws before the gather, on its rank
+/// alone (a program error, not data: it fails the same way on every rank that runs it).
 /// @param be      the backend
 /// @param rewards [B] this rank's rewards
 /// @param keys    [B] the group key of each reward

@@ -7,7 +7,10 @@
 #include <cstddef>
 #include <functional>
 #include <span>
+#include <string>
 #include <vector>
+
+#include "star/core/error.hpp"
 
 namespace star {
 
@@ -31,6 +34,9 @@ struct gathered_rewards {
 /// rewards and keys in rank order and the offset of the caller's block. Every rank must
 /// receive the same arrays (an all-gather). The statistics star computes from them do not
 /// depend on the order of the samples, only on which samples there are.
+/// star calls the hook before any check of its own, so that every rank takes part in each
+/// collective: `local_rewards` and `local_keys` may differ in length, and the hook then throws
+/// `shape_error` (a multi-rank hook on every rank, as `libtorch::process_group_gather` does).
 template <class G, class Key>
 concept reward_gather =
     group_key<Key> && requires(const G& gather, std::span<const double> local_rewards,
@@ -40,12 +46,17 @@ concept reward_gather =
 
 /// @brief The gather of a single process: the local samples are the whole epoch.
 struct single_process_gather {
-  /// @brief Returns the local samples, with offset 0.
+  /// @brief Returns the local samples, with offset 0; throws `shape_error` unless there is
+  /// one key per reward.
   /// @param local_rewards  [B] this process's rewards
   /// @param local_keys     [B] their group keys
   template <group_key Key>
   gathered_rewards<Key> gather(std::span<const double> local_rewards,
                                std::span<const Key> local_keys) const {
+    if (local_keys.size() != local_rewards.size())
+      throw shape_error("group_relative_advantages: rewards has shape [" +
+                        std::to_string(local_rewards.size()) + "] but keys has shape [" +
+                        std::to_string(local_keys.size()) + "]; expected one key per reward");
     return {{local_rewards.begin(), local_rewards.end()},
             {local_keys.begin(), local_keys.end()},
             0};

@@ -10,8 +10,10 @@
 #include <exception>
 #include <functional>
 #include <span>
+#include <stdexcept>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -24,9 +26,10 @@
 namespace star::libtorch {
 
 /// @brief A c10d communicator with ranks and an all-gather whose work can be waited on with a
-/// timeout: `c10d::ProcessGroup` (LibTorch 1.13 and 2.x), a 2.x `c10d::Backend`, or a concrete
-/// group such as `c10d::ProcessGroupGloo` / `c10d::ProcessGroupNCCL`. The work type is
-/// deduced, so no version-specific name (`ProcessGroup::Work` vs `c10d::Work`) is spelled.
+/// timeout and asked whether it completed: `c10d::ProcessGroup` (LibTorch 1.13 and 2.x), a
+/// 2.x `c10d::Backend`, or a concrete group such as `c10d::ProcessGroupGloo` /
+/// `c10d::ProcessGroupNCCL`. The work type is deduced, so no version-specific name
+/// (`ProcessGroup::Work` vs `c10d::Work`) is spelled.
 template <class Group>
 concept c10d_allgather_group =
     requires(Group& group, std::vector<std::vector<at::Tensor>>& outputs,
@@ -34,6 +37,8 @@ concept c10d_allgather_group =
       { group.getRank() } -> std::convertible_to<int>;
       { group.getSize() } -> std::convertible_to<int>;
       { group.allgather(outputs, inputs)->wait(timeout) } -> std::convertible_to<bool>;
+      { group.allgather(outputs, inputs)->isCompleted() } -> std::convertible_to<bool>;
+      { group.allgather(outputs, inputs)->exception() } -> std::convertible_to<std::exception_ptr>;
     };
 
 /// @brief An all-gather over a c10d group with bounded waits. Exchange tensors live on
@@ -53,7 +58,20 @@ class allgather_channel {
     issue_and_wait_ = [group = std::move(group)](std::vector<std::vector<at::Tensor>>& outputs,
                                                  std::vector<at::Tensor>& inputs,
                                                  std::chrono::milliseconds timeout) {
-      return group->allgather(outputs, inputs)->wait(timeout);
+      const auto deadline = std::chrono::steady_clock::now() + timeout;
+      const auto work = group->allgather(outputs, inputs);
+      if (!work->wait(timeout)) return false;
+      // Gloo's wait returns once the collective is done; NCCL's (without blocking wait) once
+      // the current stream is ordered after it: poll its completion against the deadline
+      while (!work->isCompleted()) {
+        if (std::chrono::steady_clock::now() > deadline)
+          throw std::runtime_error("the collective is still running on the device");
+        std::this_thread::sleep_for(std::chrono::microseconds(50));
+      }
+      // NCCL also counts a collective that failed (a communicator error, the watchdog's
+      // abort) as completed
+      if (const std::exception_ptr failed = work->exception()) std::rethrow_exception(failed);
+      return true;
     };
   }
 

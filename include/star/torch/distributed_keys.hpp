@@ -25,9 +25,17 @@ struct encoded_keys {
 template <class Key>
 struct key_codec;
 
-/// @brief Integral ids travel as int64 (an unsigned 64-bit id round-trips by two's complement).
+/// @brief What a rank's header says of its key type, so that ranks gathering different key
+/// types fail together instead of reading ids as string lengths.
+enum class key_kind : std::int64_t { integral = 1, string = 2 };
+
+/// @brief Integral ids of up to 64 bits travel as int64 (an unsigned 64-bit id round-trips by
+/// two's complement; wider ids would be cut, so they are not exchangeable).
 template <std::integral Key>
+  requires(sizeof(Key) <= sizeof(std::int64_t))
 struct key_codec<Key> {
+  static constexpr key_kind kind = key_kind::integral;  ///< announced in the header
+
   /// @brief One int64 code per key, no payload.
   static encoded_keys encode(std::span<const Key> keys) {
     encoded_keys out;
@@ -48,6 +56,8 @@ struct key_codec<Key> {
 /// @brief Strings travel as their lengths and their concatenated bytes.
 template <>
 struct key_codec<std::string> {
+  static constexpr key_kind kind = key_kind::string;  ///< announced in the header
+
   /// @brief Each key's byte length as its code, the bytes concatenated as the payload.
   static encoded_keys encode(std::span<const std::string> keys) {
     encoded_keys out;
@@ -87,6 +97,7 @@ concept exchangeable_key = requires(std::span<const Key> keys, std::span<const s
                                     std::span<const std::uint8_t> bytes) {
   { key_codec<Key>::encode(keys) } -> std::same_as<encoded_keys>;
   { key_codec<Key>::decode(codes, bytes) } -> std::same_as<std::vector<Key>>;
+  { key_codec<Key>::kind } -> std::convertible_to<key_kind>;
 };
 
 }  // namespace star::libtorch
