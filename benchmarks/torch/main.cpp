@@ -3,9 +3,11 @@
 // forward (see readout.hpp, update.hpp, sd35_block.hpp for the variants).
 //
 // Usage: star-torch-bench [--device cpu|cuda] [--quick] [--batches 8,32] [OUT.json]
-// Writes one JSON document to stdout and, when given, to OUT.json. Default device: cuda when
-// available, else cpu. Default batches: 8 and 32 on CUDA, 8 on the CPU (a batch-32 block
-// forward takes tens of seconds there).
+// Writes one JSON document to stdout and, when given, to OUT.json (rewritten whole after each
+// batch, so a run cut short keeps what it measured; a measurement that throws is recorded as an
+// error and the others go on). Default device: cuda when available, else cpu. Default
+// batches: 8 and 32 on CUDA, 8 on the CPU (a batch-32 block forward takes tens of seconds
+// there).
 
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
@@ -16,6 +18,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <map>
 #include <optional>
@@ -50,7 +53,11 @@ struct arguments {
 std::vector<std::int64_t> parse_batches(const std::string& list) {
   std::vector<std::int64_t> batches;
   std::stringstream items(list);
-  for (std::string item; std::getline(items, item, ',');) batches.push_back(std::stoll(item));
+  for (std::string item; std::getline(items, item, ',');) {
+    batches.push_back(std::stoll(item));
+    if (batches.back() < 1)
+      throw std::invalid_argument("--batches: expected sizes >= 1, got " + item);
+  }
   return batches;
 }
 
@@ -142,6 +149,17 @@ void measure_bandwidth(copy_reference& copies, report& r, at::Device device) {
   r.add_time("bandwidth_copy/" + std::to_string(mebibytes) + "MiB", seconds, bytes);
 }
 
+/// Runs `measure`; an exception it throws (e.g. out of memory) becomes an error record `name`,
+/// so that it costs no other record.
+template <class Measure>
+void recorded(report& r, const std::string& name, const Measure& measure) {
+  try {
+    measure();
+  } catch (const std::exception& e) {
+    r.add_error(name, e.what());
+  }
+}
+
 /// The block forward, the read-outs and the update variants at one batch size.
 void bench_batch(const timer& t, copy_reference& copies, report& r, at::Device device,
                  std::int64_t batch) {
@@ -151,8 +169,11 @@ void bench_batch(const timer& t, copy_reference& copies, report& r, at::Device d
   const sd35m::joint_block block(batch, at::TensorOptions().device(device).dtype(block_dtype));
   const double block_seconds = t.median_seconds([&] { block.forward(sd35m::plain_attention); });
   r.add_time("block_forward" + b, block_seconds);
-  r.add_time("block_forward_keeping_lse" + b,
-             t.median_seconds([&] { block.forward(sd35m::attention_keeping_lse); }));
+  const double keeping_lse_seconds =
+      t.median_seconds([&] { block.forward(sd35m::attention_keeping_lse); });
+  r.add_time("block_forward_keeping_lse" + b, keeping_lse_seconds);
+  // what STAR adds to a block: the read-out, and keeping the LSE where that costs anything
+  const double lse_cost = std::max(0.0, keeping_lse_seconds - block_seconds);
 
   const sd35m::projected qkv = block.project();
   const auto attention = star::libtorch::attention_with_lse(qkv.q, qkv.k, qkv.v, sd35m::scale);
@@ -161,31 +182,38 @@ void bench_batch(const timer& t, copy_reference& copies, report& r, at::Device d
   for (const std::int64_t selected : {1, 16}) {
     const readout_inputs in = make_readout_inputs(qkv, lse, selected);
     const std::string s = b + "/S" + std::to_string(selected);
-    for (const auto& variant : readout_variants(in, be)) {
-      const double seconds = t.median_seconds(variant.run);
-      r.add_time("readout/" + variant.name + s, seconds, readout_bytes(in),
-                 copies.seconds(readout_bytes(in)));
-      if (selected == 16)
+    for (const auto& variant : readout_variants(in, be))
+      recorded(r, "readout/" + variant.name + s, [&] {
+        const double seconds = t.median_seconds(variant.run);
+        r.add_time("readout/" + variant.name + s, seconds, readout_bytes(in),
+                   copies.seconds(readout_bytes(in)));
+        if (selected != 16) return;
         r.add_ratio("readout_over_block_forward/" + variant.name + s, seconds / block_seconds,
                     readout_limit);
-    }
+        r.add_ratio("readout_and_kept_lse_over_block_forward/" + variant.name + s,
+                    (seconds + lse_cost) / block_seconds, readout_limit);
+      });
   }
 
   const update_inputs in = make_update_inputs(batch, device);
-  for (const auto& variant : update_variants(in, be)) {
-    const double allocation = t.median_seconds(variant.allocate);
-    const double objective = t.median_seconds(variant.objective);
-    r.add_time("allocation/" + variant.name + b, allocation, allocation_bytes(in),
-               copies.seconds(allocation_bytes(in)));
-    r.add_time("token_objective_fwd_bwd/" + variant.name + b, objective, objective_bytes(in),
-               copies.seconds(objective_bytes(in)));
-    if (variant.objective_one_pass)
-      r.add_time("token_objective_one_pass/" + variant.name + b,
-                 t.median_seconds(variant.objective_one_pass), one_pass_objective_bytes(in),
-                 copies.seconds(one_pass_objective_bytes(in)));
-    r.add_ratio("allocation_objective_over_24_block_forwards/" + variant.name + b,
-                (allocation + objective) / (sd35m::blocks * block_seconds), update_limit);
-  }
+  // a forward and a backward launch against a copy of each one's bytes, in two launches
+  const double objective_launch_copies =
+      copies.seconds(objective_forward_bytes(in)) + copies.seconds(objective_backward_bytes(in));
+  for (const auto& variant : update_variants(in, be))
+    recorded(r, "update/" + variant.name + b, [&] {
+      const double allocation = t.median_seconds(variant.allocate);
+      const double objective = t.median_seconds(variant.objective);
+      r.add_time("allocation/" + variant.name + b, allocation, allocation_bytes(in),
+                 copies.seconds(allocation_bytes(in)));
+      r.add_time("token_objective_fwd_bwd/" + variant.name + b, objective, objective_bytes(in),
+                 copies.seconds(objective_bytes(in)), objective_launch_copies);
+      if (variant.objective_one_pass)
+        r.add_time("token_objective_one_pass/" + variant.name + b,
+                   t.median_seconds(variant.objective_one_pass), one_pass_objective_bytes(in),
+                   copies.seconds(one_pass_objective_bytes(in)));
+      r.add_ratio("allocation_objective_over_24_block_forwards/" + variant.name + b,
+                  (allocation + objective) / (sd35m::blocks * block_seconds), update_limit);
+    });
   // what any objective behind autograd pays at least: `sum(ell)` and its gradient through the
   // autograd engine
   r.add_time("autograd_round_trip" + b,
@@ -197,6 +225,20 @@ std::string json_list(const std::vector<std::int64_t>& values) {
   for (std::size_t i = 0; i < values.size(); ++i)
     out += (i ? ", " : "") + std::to_string(values[i]);
   return out + "]";
+}
+
+/// Replaces `path` with `text` whole: written beside it, then renamed over it, so that a reader
+/// (or a kill) never sees half a document.
+void write_whole(const std::string& path, const std::string& text) {
+  const std::string partial = path + ".partial";
+  std::ofstream file(partial);
+  file << text;
+  file.close();
+  if (!file) {
+    std::filesystem::remove(partial);
+    throw std::runtime_error("cannot write " + partial);
+  }
+  std::filesystem::rename(partial, path);
 }
 
 bool fused_built() {
@@ -234,10 +276,12 @@ int main(int argc, char** argv) {
   r.fact("batches", json_list(args.batches));
   copy_reference copies(t, args.device);
   measure_bandwidth(copies, r, args.device);
-  for (const std::int64_t batch : args.batches) bench_batch(t, copies, r, args.device, batch);
-
+  for (const std::int64_t batch : args.batches) {
+    recorded(r, "batch/B" + std::to_string(batch),
+             [&] { bench_batch(t, copies, r, args.device, batch); });
+    if (args.out) write_whole(*args.out, r.json());  // what is measured so far survives a kill
+  }
   const std::string json = r.json();
   std::fputs(json.c_str(), stdout);
-  if (args.out) std::ofstream(*args.out) << json;
   return 0;
 }
