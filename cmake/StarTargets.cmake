@@ -64,7 +64,8 @@ endif()
 # the consumer's nvcc for its own architectures). When nvcc is found, CUDA is enabled with
 # CMAKE_CUDA_ARCHITECTURES 90 unless set (CI compiles the kernels and their tests without a
 # GPU: the compile gate). C++20 for CUDA is a compile option because CUDA_STANDARD 20 fails
-# at generate time with CMake 3.25 and nvcc 13.
+# at generate time with CMake 3.25 and nvcc 13; a consumer's CMAKE_CUDA_STANDARD below 20
+# comes later on nvcc's command line and wins, so leave it unset (or 20) for star::cuda.
 list(APPEND STAR_COMPONENTS cuda)
 include(CheckLanguage)
 check_language(CUDA)
@@ -85,4 +86,17 @@ if(CMAKE_CUDA_COMPILER)
                  "(architectures ${CMAKE_CUDA_ARCHITECTURES})")
 else()
   message(STATUS "star: no CUDA compiler, star::cuda disabled (set CMAKE_CUDA_COMPILER or put nvcc on PATH)")
+endif()
+
+# A project that add_subdirectory()s star links star::<c> from its own directories, where the
+# imported targets of star's find_package() calls above (torch, torch_cpu, CUDA::cudart,
+# Eigen3::Eigen, ...) are not visible unless global (CMake >= 3.21 lists them).
+if(NOT STAR_IS_TOP_LEVEL AND CMAKE_VERSION VERSION_GREATER_EQUAL 3.21)
+  get_directory_property(star_imported_targets IMPORTED_TARGETS)
+  foreach(target IN LISTS star_imported_targets)
+    get_target_property(star_imported_global ${target} IMPORTED_GLOBAL)
+    if(NOT star_imported_global)
+      set_target_properties(${target} PROPERTIES IMPORTED_GLOBAL TRUE)
+    endif()
+  endforeach()
 endif()

@@ -1,5 +1,5 @@
-// Computes a softmax with star's reference backend (and the Eigen backend when linked), prints
-// it, and exits non-zero unless it equals [1, 2, 3] / 6.
+// Computes a softmax with star's reference backend (and the Eigen and LibTorch backends when
+// linked), prints it, and exits non-zero unless it equals [1, 2, 3] / 6.
 #include <cmath>
 #include <cstdio>
 #include <vector>
@@ -7,6 +7,9 @@
 #include <star/star.hpp>
 #ifdef STAR_CONSUMER_WITH_EIGEN
 #include <star/eigen.hpp>
+#endif
+#ifdef STAR_CONSUMER_WITH_TORCH
+#include <star/torch.hpp>
 #endif
 
 namespace {
@@ -32,6 +35,9 @@ int main() {
   int wrong = check_softmax("reference", star::reference_backend{});
 #ifdef STAR_CONSUMER_WITH_EIGEN
   wrong += check_softmax("eigen<double>", star::eigen::backend<double>{});
+#endif
+#ifdef STAR_CONSUMER_WITH_TORCH
+  wrong += check_softmax("libtorch", star::libtorch::backend{});
 #endif
   return wrong == 0 ? 0 : 1;
 }
