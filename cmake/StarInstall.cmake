@@ -74,9 +74,10 @@ configure_package_config_file("${PROJECT_SOURCE_DIR}/cmake/starConfig.cmake.in"
                               "${PROJECT_BINARY_DIR}/starConfig.cmake"
                               INSTALL_DESTINATION "${PROJECT_BINARY_DIR}"
                               INSTALL_PREFIX "${PROJECT_BINARY_DIR}")
+# Before 1.0 a minor release may break the API: find_package(star 0.1) accepts 0.1.x only.
 write_basic_package_version_file("${PROJECT_BINARY_DIR}/starConfigVersion.cmake"
                                  VERSION ${PROJECT_VERSION}
-                                 COMPATIBILITY SameMajorVersion
+                                 COMPATIBILITY SameMinorVersion
                                  ARCH_INDEPENDENT)
 install(FILES "${PROJECT_BINARY_DIR}/package/starConfig.cmake"
               "${PROJECT_BINARY_DIR}/starConfigVersion.cmake"
