@@ -83,6 +83,25 @@ c10::intrusive_ptr<c10d::ProcessGroupGloo> make_gloo_group(std::uint16_t port, i
   return c10::make_intrusive<c10d::ProcessGroupGloo>(store, rank, world, options);
 }
 
+/// The call of a failure mode, which must fail on every rank: the faulty rank passes one key
+/// short ("bad_keys"), string keys where the others pass ids ("mixed_key_types"), or a NaN
+/// reward ("nonfinite_reward", through group_relative_advantages).
+void failing_call(const std::string& mode, bool faulty,
+                  const star::libtorch::process_group_gather& gather,
+                  std::span<const double> rewards, const std::vector<std::int64_t>& ints,
+                  const std::vector<std::string>& strings) {
+  if (mode == "mixed_key_types" && faulty) {
+    gather.gather(rewards, std::span<const std::string>(strings));
+  } else if (mode == "nonfinite_reward") {
+    std::vector<double> with_nan(rewards.begin(), rewards.end());
+    if (faulty) with_nan[1] = std::numeric_limits<double>::quiet_NaN();
+    star::group_relative_advantages(std::span<const double>(with_nan), ints, {}, gather);
+  } else {
+    gather.gather(rewards, std::span<const std::int64_t>(ints).first(
+                               ints.size() - (mode == "bad_keys" && faulty)));
+  }
+}
+
 // ---- the parent side ----
 
 /// A temporary directory removed with everything in it.
@@ -250,13 +269,9 @@ TEST_CASE(worker_test_name, "[.][distributed_worker]") {
     out << advantage_lines(local_rewards, local_ints, local_strings, gather);
     return;
   }
-  if (mode == "bad_keys" || mode == "mixed_key_types") {  // one failing call, then the epoch
-    try {
-      if (mode == "mixed_key_types" && faulty_rank)
-        gather.gather(local_rewards, std::span<const std::string>(local_strings));
-      else  // the faulty rank of "bad_keys" passes one key short
-        gather.gather(local_rewards, std::span<const std::int64_t>(local_ints).first(
-                                         count - (mode == "bad_keys" && faulty_rank)));
+  if (mode == "bad_keys" || mode == "mixed_key_types" || mode == "nonfinite_reward") {
+    try {  // one failing call, then the epoch
+      failing_call(mode, faulty_rank, gather, local_rewards, local_ints, local_strings);
       out << "completed\n";
     } catch (const star::error& e) {
       out << "star::error\n" << e.what() << "\n";
@@ -358,13 +373,14 @@ TEST_CASE(
 }
 
 TEST_CASE(
-    "distributed failure: one rank's keys one short of its rewards, or keys of another type, "
-    "make every rank fail in the same call, naming that rank, and the next call is exact again",
+    "distributed failure: one rank's keys one short of its rewards, keys of another type or a "
+    "NaN reward make every rank fail in the same call, naming that rank, and the next call is "
+    "exact again",
     "[distributed]") {
   constexpr int world = 3;
   const auto expected =
       split_lines(advantage_lines(epoch_rewards(), epoch_int_keys(), epoch_string_keys()));
-  for (const std::string mode : {"bad_keys", "mixed_key_types"}) {
+  for (const std::string mode : {"bad_keys", "mixed_key_types", "nonfinite_reward"}) {
     INFO("mode " << mode);
     temp_dir dir;
     workers launch(world, free_loopback_port(), mode, 30000, dir.path);
@@ -383,11 +399,15 @@ TEST_CASE(
       if (mode == "bad_keys")
         CHECK_THAT(lines[1], faulty ? Catch::Contains("local_keys has shape [4]")
                                     : Catch::Contains("rank 2 passed a different number of keys"));
-      else
+      else if (mode == "mixed_key_types")
         CHECK_THAT(lines[1], Catch::Contains(faulty ? "rank 0 gathers keys of another type "
                                                       "(integral ids) than rank 2 (strings)"
                                                     : "rank 2 gathers keys of another type "
                                                       "(strings)"));
+      else
+        CHECK_THAT(lines[1], Catch::Contains(faulty ? "group_relative_advantages: rewards[1] is nan"
+                                                    : "group_relative_advantages: rank 2's "
+                                                      "rewards[1] is nan"));
       for (std::size_t i = 0; i < expected.size(); ++i) joined[i] += lines[2 + i];
     }
     for (std::size_t i = 0; i < expected.size(); ++i) CHECK(joined[i] == expected[i]);

@@ -58,12 +58,20 @@ inline population_moments canonical_moments(std::vector<double> values) {
 }
 
 /// @brief Names gathered sample `index` for an error message: by its local index when it is
-/// one of the caller's samples.
-inline std::string describe_sample(std::size_t index, std::size_t local_offset,
-                                   std::size_t local_count) {
-  if (index >= local_offset && index < local_offset + local_count)
-    return "rewards[" + std::to_string(index - local_offset) + "]";
-  return "gathered sample " + std::to_string(index) + " (held by another rank)";
+/// one of the caller's samples, else by its rank and index there where the gather says where
+/// each rank's samples start.
+template <class Key>
+std::string describe_sample(std::size_t index, const gathered_rewards<Key>& all,
+                            std::size_t local_count) {
+  if (index >= all.local_offset && index < all.local_offset + local_count)
+    return "rewards[" + std::to_string(index - all.local_offset) + "]";
+  const auto& starts = all.rank_offsets;
+  const auto past = std::upper_bound(starts.begin(), starts.end(), index);
+  if (past == starts.begin())
+    return "gathered sample " + std::to_string(index) + " (held by another rank)";
+  const auto rank = static_cast<std::size_t>(past - starts.begin()) - 1;
+  return "rank " + std::to_string(rank) + "'s rewards[" + std::to_string(index - starts[rank]) +
+         "]";
 }
 
 }  // namespace detail
@@ -118,7 +126,7 @@ advantage_result group_relative_advantages(std::span<const double> rewards, cons
     if (!std::isfinite(r)) {
       if (options.nonfinite == nonfinite_policy::error)
         throw value_error("group_relative_advantages: " +
-                          detail::describe_sample(i, all.local_offset, rewards.size()) +
+                          detail::describe_sample(i, all, rewards.size()) +
                           " is " + std::to_string(r) +
                           "; rewards must be finite (or set advantage_options.nonfinite = "
                           "nonfinite_policy::drop)");

@@ -28,6 +28,8 @@ struct gathered_rewards {
   std::vector<double> rewards;    ///< [all samples of the epoch] rank 0's first
   std::vector<Key> keys;          ///< [all samples of the epoch] one key per reward
   std::size_t local_offset = 0;   ///< where the calling rank's samples start
+  /// [ranks] where each rank's samples start, ascending (for error messages; empty: unknown)
+  std::vector<std::size_t> rank_offsets = {};
 };
 
 /// @brief A gather hook: `gather.gather(local_rewards, local_keys)` returns every rank's

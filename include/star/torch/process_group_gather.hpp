@@ -130,6 +130,7 @@ class process_group_gather {
 
     gathered_rewards<Key> all;
     for (std::size_t r = 0; r < counts.size(); ++r) {
+      all.rank_offsets.push_back(all.rewards.size());
       if (static_cast<int>(r) == rank()) all.local_offset = all.rewards.size();
       const auto* values = rewards[r].data_ptr<double>();
       all.rewards.insert(all.rewards.end(), values, values + counts[r]);
