@@ -227,6 +227,16 @@ std::vector<std::string> split_lines(const std::string& text) {
   return lines;
 }
 
+/// The output lines of worker `rank`, which must have exited with status 0 before `deadline`.
+std::vector<std::string> output_lines(workers& launch, int rank,
+                                      clock_type::time_point deadline) {
+  const auto status = launch.wait(rank, deadline);
+  INFO("rank " << rank << " log:\n" << launch.read(launch.log(rank)));
+  REQUIRE(status.has_value());  // finished before the hard kill: did not hang
+  REQUIRE(*status == 0);
+  return split_lines(launch.read(launch.output(rank)));
+}
+
 }  // namespace
 
 TEST_CASE(worker_test_name, "[.][distributed_worker]") {
@@ -304,11 +314,7 @@ void require_distributed_equals_single_process(int world, const std::string& dev
   const auto deadline = clock_type::now() + hard_deadline;
   std::vector<std::string> joined(expected.size());
   for (int rank = 0; rank < world; ++rank) {
-    const auto status = launch.wait(rank, deadline);
-    INFO("rank " << rank << " log:\n" << launch.read(launch.log(rank)));
-    REQUIRE(status.has_value());
-    REQUIRE(*status == 0);
-    const auto lines = split_lines(launch.read(launch.output(rank)));
+    const auto lines = output_lines(launch, rank, deadline);
     REQUIRE(lines.size() == expected.size());
     for (std::size_t i = 0; i < lines.size(); ++i) joined[i] += lines[i];
   }
@@ -351,11 +357,7 @@ TEST_CASE(
                    group_timeout_ms);
     const auto deadline = clock_type::now() + hard_deadline;
     for (int rank = 0; rank < world - 1; ++rank) {
-      const auto status = launch.wait(rank, deadline);
-      INFO("rank " << rank << " log:\n" << launch.read(launch.log(rank)));
-      REQUIRE(status.has_value());  // finished before the hard kill: did not hang
-      REQUIRE(*status == 0);
-      const auto lines = split_lines(launch.read(launch.output(rank)));
+      const auto lines = output_lines(launch, rank, deadline);
       REQUIRE(lines.size() >= 2);
       INFO("output: " << launch.read(launch.output(rank)));
       std::istringstream first(lines[0]);
@@ -387,12 +389,8 @@ TEST_CASE(
     const auto deadline = clock_type::now() + hard_deadline;
     std::vector<std::string> joined(expected.size());
     for (int rank = 0; rank < world; ++rank) {
-      const auto status = launch.wait(rank, deadline);
-      INFO("rank " << rank << " log:\n" << launch.read(launch.log(rank)));
-      REQUIRE(status.has_value());
-      REQUIRE(*status == 0);
-      INFO("output: " << launch.read(launch.output(rank)));
-      const auto lines = split_lines(launch.read(launch.output(rank)));
+      const auto lines = output_lines(launch, rank, deadline);
+      INFO("output of rank " << rank << ": " << launch.read(launch.output(rank)));
       REQUIRE(lines.size() == 2 + expected.size());
       REQUIRE(lines[0] == "star::error");
       const bool faulty = rank == world - 1;
