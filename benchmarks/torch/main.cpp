@@ -5,9 +5,9 @@
 // Usage: star-torch-bench [--device cpu|cuda] [--quick] [--batches 8,32] [OUT.json]
 // Writes one JSON document to stdout and, when given, to OUT.json (rewritten whole after each
 // batch, so a run cut short keeps what it measured; a measurement that throws is recorded as an
-// error and the others go on). Default device: cuda when available, else cpu. Default
-// batches: 8 and 32 on CUDA, 8 on the CPU (a batch-32 block forward takes tens of seconds
-// there).
+// error and the others go on, and the exit status is then 1). Default device: cuda when
+// available, else cpu. Default batches: 8 and 32 on CUDA, 8 on the CPU (a batch-32 block
+// forward takes tens of seconds there).
 
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
@@ -15,6 +15,7 @@
 #include <torch/version.h>
 
 #include <algorithm>
+#include <charconv>
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
@@ -25,6 +26,7 @@
 #include <sstream>
 #include <stdexcept>
 #include <string>
+#include <system_error>
 #include <vector>
 
 #include "readout.hpp"
@@ -54,10 +56,14 @@ std::vector<std::int64_t> parse_batches(const std::string& list) {
   std::vector<std::int64_t> batches;
   std::stringstream items(list);
   for (std::string item; std::getline(items, item, ',');) {
-    batches.push_back(std::stoll(item));
-    if (batches.back() < 1)
-      throw std::invalid_argument("--batches: expected sizes >= 1, got " + item);
+    std::int64_t batch = 0;
+    const auto [end, status] = std::from_chars(item.data(), item.data() + item.size(), batch);
+    if (status != std::errc() || end != item.data() + item.size() || batch < 1)
+      throw std::invalid_argument("--batches: expected comma-separated sizes >= 1, got '" +
+                                  list + "'");
+    batches.push_back(batch);
   }
+  if (batches.empty()) throw std::invalid_argument("--batches: no batch size given");
   return batches;
 }
 
@@ -234,11 +240,13 @@ void write_whole(const std::string& path, const std::string& text) {
   std::ofstream file(partial);
   file << text;
   file.close();
-  if (!file) {
-    std::filesystem::remove(partial);
-    throw std::runtime_error("cannot write " + partial);
+  std::error_code renamed;
+  if (file) std::filesystem::rename(partial, path, renamed);
+  if (!file || renamed) {
+    std::error_code ignored;
+    std::filesystem::remove(partial, ignored);
+    throw std::runtime_error("cannot write " + path);
   }
-  std::filesystem::rename(partial, path);
 }
 
 bool fused_built() {
@@ -274,14 +282,19 @@ int main(int argc, char** argv) {
                         ", \"max\": " + std::to_string(plan.max_repeats) +
                         ", \"calls_per_sample\": " + std::to_string(plan.calls_per_sample) + "}");
   r.fact("batches", json_list(args.batches));
-  copy_reference copies(t, args.device);
-  measure_bandwidth(copies, r, args.device);
-  for (const std::int64_t batch : args.batches) {
-    recorded(r, "batch/B" + std::to_string(batch),
-             [&] { bench_batch(t, copies, r, args.device, batch); });
-    if (args.out) write_whole(*args.out, r.json());  // what is measured so far survives a kill
+  try {
+    copy_reference copies(t, args.device);
+    measure_bandwidth(copies, r, args.device);
+    if (args.out) write_whole(*args.out, r.json());  // an unwritable file fails at once
+    for (const std::int64_t batch : args.batches) {
+      recorded(r, "batch/B" + std::to_string(batch),
+               [&] { bench_batch(t, copies, r, args.device, batch); });
+      if (args.out) write_whole(*args.out, r.json());  // what is measured survives a kill
+    }
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "star-torch-bench: %s\n", e.what());
+    return 1;
   }
-  const std::string json = r.json();
-  std::fputs(json.c_str(), stdout);
-  return 0;
+  std::fputs(r.json().c_str(), stdout);
+  return r.has_errors() ? 1 : 0;  // every record is written, the failed ones as errors
 }

@@ -53,7 +53,14 @@ class report {
   }
   /// A measurement that threw `what`: recorded, so that the others still appear.
   void add_error(std::string name, std::string what) {
+    if (what.empty()) what = "(no message)";
     records_.push_back({std::move(name), 0.0, 0.0, 0.0, 0.0, -1.0, std::move(what)});
+  }
+  /// Whether a measurement failed.
+  bool has_errors() const {
+    for (const record& r : records_)
+      if (!r.error.empty()) return true;
+    return false;
   }
 
   std::string json() const {
