@@ -99,4 +99,8 @@ if(NOT STAR_IS_TOP_LEVEL AND CMAKE_VERSION VERSION_GREATER_EQUAL 3.21)
       set_target_properties(${target} PROPERTIES IMPORTED_GLOBAL TRUE)
     endif()
   endforeach()
+elseif(NOT STAR_IS_TOP_LEVEL AND (TARGET star_torch OR TARGET star_cuda))
+  message(WARNING "star: with CMake ${CMAKE_VERSION} (< 3.21) a project that add_subdirectory()s "
+                  "star cannot link star::torch or star::cuda unless it calls find_package(Torch) "
+                  "or find_package(CUDAToolkit) itself first; or use find_package(star).")
 endif()

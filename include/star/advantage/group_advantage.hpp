@@ -65,8 +65,10 @@ std::string describe_sample(std::size_t index, const gathered_rewards<Key>& all,
                             std::size_t local_count) {
   if (index >= all.local_offset && index < all.local_offset + local_count)
     return "rewards[" + std::to_string(index - all.local_offset) + "]";
-  const auto& starts = all.rank_offsets;
-  const auto past = std::upper_bound(starts.begin(), starts.end(), index);
+  const auto& starts = all.rank_offsets;  // a hook's own offsets: used only when ascending
+  const auto past = std::is_sorted(starts.begin(), starts.end())
+                        ? std::upper_bound(starts.begin(), starts.end(), index)
+                        : starts.begin();
   if (past == starts.begin())
     return "gathered sample " + std::to_string(index) + " (held by another rank)";
   const auto rank = static_cast<std::size_t>(past - starts.begin()) - 1;
@@ -110,9 +112,8 @@ advantage_result group_relative_advantages(std::span<const double> rewards, cons
                       std::to_string(rewards.size()) + "] and keys of shape [" +
                       std::to_string(local_keys.size()) + "]");
   if (local_keys.size() != rewards.size())
-    throw shape_error("group_relative_advantages: rewards has shape [" +
-                      std::to_string(rewards.size()) + "] but keys has shape [" +
-                      std::to_string(local_keys.size()) + "]; expected one key per reward");
+    throw mismatched_keys_error("group_relative_advantages", "rewards", rewards.size(), "keys",
+                                local_keys.size());
   options.validate();
 
   // Group every kept sample of the epoch; dropped samples belong to no group.

@@ -46,6 +46,21 @@ concept reward_gather =
       { gather.gather(local_rewards, local_keys) } -> std::same_as<gathered_rewards<Key>>;
     };
 
+/// @brief The error of rewards and keys of different lengths, e.g.
+/// `process_group_gather: local_rewards has shape [3] but local_keys has shape [2]; ...`.
+/// @param where        who reports it
+/// @param rewards_arg  the rewards' argument name
+/// @param rewards      how many rewards
+/// @param keys_arg     the keys' argument name
+/// @param keys         how many keys
+inline shape_error mismatched_keys_error(const char* where, const char* rewards_arg,
+                                         std::size_t rewards, const char* keys_arg,
+                                         std::size_t keys) {
+  return shape_error(std::string(where) + ": " + rewards_arg + " has shape [" +
+                     std::to_string(rewards) + "] but " + keys_arg + " has shape [" +
+                     std::to_string(keys) + "]; expected one key per reward");
+}
+
 /// @brief The gather of a single process: the local samples are the whole epoch.
 struct single_process_gather {
   /// @brief Returns the local samples, with offset 0; throws `shape_error` unless there is
@@ -56,9 +71,8 @@ struct single_process_gather {
   gathered_rewards<Key> gather(std::span<const double> local_rewards,
                                std::span<const Key> local_keys) const {
     if (local_keys.size() != local_rewards.size())
-      throw shape_error("group_relative_advantages: rewards has shape [" +
-                        std::to_string(local_rewards.size()) + "] but keys has shape [" +
-                        std::to_string(local_keys.size()) + "]; expected one key per reward");
+      throw mismatched_keys_error("single_process_gather", "rewards", local_rewards.size(),
+                                  "keys", local_keys.size());
     return {{local_rewards.begin(), local_rewards.end()},
             {local_keys.begin(), local_keys.end()},
             0};

@@ -100,9 +100,8 @@ class process_group_gather {
     const auto headers = channel_.allgather_uneven(host_tensor<std::int64_t>(header_values),
                                                    header_lengths, "the headers");
     if (!valid)
-      throw shape_error("process_group_gather: local_rewards has shape [" +
-                        std::to_string(local_rewards.size()) + "] but local_keys has shape [" +
-                        std::to_string(local_keys.size()) + "]; expected one key per reward");
+      throw mismatched_keys_error("process_group_gather", "local_rewards", local_rewards.size(),
+                                  "local_keys", local_keys.size());
     std::vector<std::int64_t> counts;
     std::vector<std::int64_t> byte_counts;
     for (const at::Tensor& header : headers) {  // [4]
