@@ -273,9 +273,11 @@ bool allow_shared_memory() {
 /// so, sets up its kernels there: compute capability 8.0 or later, in the compiled code too (a
 /// build for an older architecture holds only traps), and room for the staged operands of a
 /// block (sm_86 and sm_89 allow a block 99 KiB, less than the 104 KiB of two n8 tiles: CUDA
-/// cores there). Leaves no error behind for `cudaGetLastError`.
+/// cores there). Leaves no error of its own behind for `cudaGetLastError`, and clears none of
+/// the caller's.
 template <class T>
 bool prepare_tensor_core_kernels(int device) {
+  const bool caller_error_pending = cudaPeekAtLastError() != cudaSuccess;
   int major = 0, shared = 0;
   cudaFuncAttributes compiled{};
   bool usable =
@@ -287,7 +289,8 @@ bool prepare_tensor_core_kernels(int device) {
       compiled.ptxVersion >= 80;
   usable = usable && allow_shared_memory<T, true, 1>() && allow_shared_memory<T, true, 2>() &&
            allow_shared_memory<T, false, 1>() && allow_shared_memory<T, false, 2>();
-  if (!usable) cudaGetLastError();  // a failed query is an answer here, not an error to report
+  // a failed query is an answer here, not an error to report
+  if (!usable && !caller_error_pending) cudaGetLastError();
   return usable;
 }
 
