@@ -273,8 +273,8 @@ bool allow_shared_memory() {
 /// so, sets up its kernels there: compute capability 8.0 or later, in the compiled code too (a
 /// build for an older architecture holds only traps), and room for the staged operands of a
 /// block (sm_86 and sm_89 allow a block 99 KiB, less than the 104 KiB of two n8 tiles: CUDA
-/// cores there). Leaves no error of its own behind for `cudaGetLastError`, and clears none of
-/// the caller's.
+/// cores there). Where the caller has no error pending, leaves none of its own behind for
+/// `cudaGetLastError`; a pending one it does not clear.
 template <class T>
 bool prepare_tensor_core_kernels(int device) {
   const bool caller_error_pending = cudaPeekAtLastError() != cudaSuccess;
