@@ -248,10 +248,13 @@ class token_objective_function : public torch::autograd::Function<token_objectiv
                  reinterpret_cast<star::cuda::token_objective_totals*>(totals.data_ptr<float>()),
                  scratch.data_ptr(), bytes, stream);
            });
-    // two tensors of their own: LibTorch 2.x gives no grad_fn to an output that is a view of
-    // the same base as a non-differentiable one
-    const at::Tensor loss = totals.select(0, 0).clone();      // []
-    const at::Tensor metrics = totals.slice(0, 1, 6).clone();  // [5]
+    // two tensors over the totals' memory that are not views of one base (LibTorch 2.x gives
+    // no grad_fn to an output that is a view of the same base as a non-differentiable one):
+    // no copy, no launch
+    const at::Tensor loss =
+        at::empty({0}, totals.options()).set_(totals.storage(), 0, {}, {});  // []
+    const at::Tensor metrics =
+        at::empty({0}, totals.options()).set_(totals.storage(), 1, {5}, {1});  // [5]
     ctx->mark_non_differentiable({metrics});
     return {loss, metrics};
   }
