@@ -439,7 +439,8 @@ TEST_CASE("attention_with_lse and the read-out reject bad inputs, naming them",
                       Catch::Contains("q: expected a floating dtype, got Long"));
   REQUIRE_THROWS_WITH(star::libtorch::attention_with_lse(q, q, v.to(at::kBool)),
                       Catch::Contains("v: expected a floating dtype, got Bool"));
-  const auto no_dims = at::zeros({1, 2, 30, 0}), no_tokens = at::zeros({1, 2, 0, 8});
+  const auto no_dims = at::zeros({1, 2, 30, 0});   // [B, H, T, 0]
+  const auto no_tokens = at::zeros({1, 2, 0, 8});  // [B, H, 0, D]
   REQUIRE_THROWS_AS(star::libtorch::attention_with_lse(no_dims, no_dims, v), star::shape_error);
   REQUIRE_THROWS_WITH(star::libtorch::attention_with_lse(no_dims, no_dims, v),
                       Catch::Contains("q: expected [B, H, T, D] with T >= 1 and D >= 1"));
