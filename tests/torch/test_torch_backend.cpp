@@ -77,6 +77,18 @@ TEST_CASE("libtorch views: view_of aliases a tensor's memory and checks dtype, r
   REQUIRE(at::equal(back, transposed));
 }
 
+TEST_CASE("device_matches: a device without an index is the current one of its type",
+          "[torch][views]") {
+  using star::libtorch::device_matches;
+  const c10::Device cuda(at::kCUDA), cuda0(at::kCUDA, 0), cuda1(at::kCUDA, 1);
+  REQUIRE(device_matches(cuda1, cuda, /*current=*/1));
+  REQUIRE_FALSE(device_matches(cuda1, cuda, /*current=*/0));  // ATen would allocate on cuda:0
+  REQUIRE(device_matches(cuda0, cuda0, /*current=*/1));
+  REQUIRE_FALSE(device_matches(cuda1, cuda0, /*current=*/1));
+  REQUIRE_FALSE(device_matches(c10::Device(at::kCPU), cuda, /*current=*/0));
+  REQUIRE(device_matches(c10::Device(at::kCPU), c10::Device(at::kCPU)));
+}
+
 TEST_CASE("libtorch backend: device and dtype state, host round trip, errors as star errors",
           "[torch][backend]") {
   const backend be;
