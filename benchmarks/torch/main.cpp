@@ -19,17 +19,16 @@
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
-#include <filesystem>
 #include <fstream>
 #include <map>
 #include <optional>
 #include <sstream>
 #include <stdexcept>
 #include <string>
-#include <system_error>
 #include <vector>
 
 #include "readout.hpp"
+#include "sd35/files/atomic_file.hpp"
 #include "report.hpp"
 #include "sd35_block.hpp"
 #include "timing.hpp"
@@ -233,20 +232,10 @@ std::string json_list(const std::vector<std::int64_t>& values) {
   return out + "]";
 }
 
-/// Replaces `path` with `text` whole: written beside it, then renamed over it, so that a reader
-/// (or a kill) never sees half a document.
+/// Replaces `path` with `text` whole (atomically), so that a reader (or a kill) never sees
+/// half a document.
 void write_whole(const std::string& path, const std::string& text) {
-  const std::string partial = path + ".partial";
-  std::ofstream file(partial);
-  file << text;
-  file.close();
-  std::error_code renamed;
-  if (file) std::filesystem::rename(partial, path, renamed);
-  if (!file || renamed) {
-    std::error_code ignored;
-    std::filesystem::remove(partial, ignored);
-    throw std::runtime_error("cannot write " + path);
-  }
+  star::sd35::write_stream_atomically(path, [&text](std::ostream& out) { out << text; });
 }
 
 bool fused_built() {
