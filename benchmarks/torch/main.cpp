@@ -28,7 +28,7 @@
 #include <vector>
 
 #include "readout.hpp"
-#include "sd35/files/atomic_file.hpp"
+#include "files/atomic_file.hpp"
 #include "report.hpp"
 #include "sd35_block.hpp"
 #include "timing.hpp"
@@ -235,7 +235,7 @@ std::string json_list(const std::vector<std::int64_t>& values) {
 /// Replaces `path` with `text` whole (atomically), so that a reader (or a kill) never sees
 /// half a document.
 void write_whole(const std::string& path, const std::string& text) {
-  star::sd35::write_stream_atomically(path, [&text](std::ostream& out) { out << text; });
+  star::files::write_stream_atomically(path, [&text](std::ostream& out) { out << text; });
 }
 
 bool fused_built() {

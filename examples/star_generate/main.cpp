@@ -22,7 +22,7 @@
 #include <string>
 #include <vector>
 
-#include "sd35/files/atomic_file.hpp"
+#include "files/atomic_file.hpp"
 #include "sd35/pipeline/generate.hpp"
 #include "sd35/pipeline/model_folder.hpp"
 #include "sd35/pipeline/prompt_encoder.hpp"
@@ -214,10 +214,10 @@ void write_png(const fs::path& path, const at::Tensor& image) {
                           .cpu();  // [H, W, 3]
   const auto height = static_cast<int>(pixels.size(0));
   const auto width = static_cast<int>(pixels.size(1));
-  star::sd35::write_file_atomically(path, [&](const fs::path& partial) {
+  star::files::write_file_atomically(path, [&](const fs::path& partial) {
     if (!stbi_write_png(partial.c_str(), width, height, 3, pixels.data_ptr<std::uint8_t>(),
                         width * 3))
-      throw star::sd35::file_write_error("cannot write the PNG " + partial.string());
+      throw star::files::file_write_error("cannot write the PNG " + partial.string());
   });
 }
 

@@ -12,7 +12,7 @@
 #include <utility>
 #include <vector>
 
-#include "sd35/files/atomic_file.hpp"
+#include "files/atomic_file.hpp"
 #include "sd35/safetensors/checkpoint.hpp"
 #include "sd35/safetensors/load.hpp"
 #include "star/core/error.hpp"
@@ -63,8 +63,8 @@ json lora_config(const lora_options& options) {
 /// Writes `text` to `path` atomically (through `path.partial` and a rename).
 void write_text_atomically(const fs::path& path, const std::string& text) {
   try {
-    write_stream_atomically(path, [&text](std::ostream& out) { out << text; });
-  } catch (const file_write_error& e) {
+    files::write_stream_atomically(path, [&text](std::ostream& out) { out << text; });
+  } catch (const files::file_write_error& e) {
     throw checkpoint_error("save_lora: " + std::string(e.what()));
   }
 }

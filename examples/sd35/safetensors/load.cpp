@@ -9,7 +9,7 @@
 #include <set>
 #include <sstream>
 
-#include "sd35/files/atomic_file.hpp"
+#include "files/atomic_file.hpp"
 #include "star/core/shape.hpp"
 
 namespace star::sd35 {
@@ -165,7 +165,7 @@ void save_safetensors(const fs::path& path,
   text.append((8 - text.size() % 8) % 8, ' ');
 
   try {
-    write_stream_atomically(path, [&](std::ostream& out) {
+    files::write_stream_atomically(path, [&](std::ostream& out) {
       const std::uint64_t length = text.size();
       char length_bytes[8];
       for (int i = 0; i < 8; ++i) length_bytes[i] = static_cast<char>((length >> (8 * i)) & 0xff);
@@ -176,7 +176,7 @@ void save_safetensors(const fs::path& path,
           out.write(static_cast<const char*>(tensor.data_ptr()),
                     static_cast<std::streamsize>(tensor.nbytes()));
     });
-  } catch (const file_write_error& e) {
+  } catch (const files::file_write_error& e) {
     fail(e.what());
   }
 }

@@ -11,7 +11,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "sd35/scratch_dir.hpp"
+#include "support/scratch_dir.hpp"
 
 #if STAR_SD35_TEST_WITH_SENTENCEPIECE
 #include <sentencepiece_trainer.h>

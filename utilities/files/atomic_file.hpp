@@ -10,7 +10,7 @@
 
 #include "star/core/error.hpp"
 
-namespace star::sd35 {
+namespace star::files {
 
 /// @brief Creating, writing or renaming a file failed; the message names the path.
 class file_write_error : public star::error {
@@ -38,4 +38,4 @@ void write_file_atomically(const std::filesystem::path& path,
 void write_stream_atomically(const std::filesystem::path& path,
                              const std::function<void(std::ostream& out)>& write);
 
-}  // namespace star::sd35
+}  // namespace star::files

@@ -1,6 +1,6 @@
 #pragma once
-// A scratch folder per test process for the SD3.5 tests (no Torch): the tokenizers' vocabulary
-// files, the pipeline's tiny model, the atomic writer's targets.
+// A scratch folder per test process (no Torch): the tokenizers' vocabulary files, the
+// pipeline's tiny model, the atomic writer's targets.
 
 #include <unistd.h>
 
@@ -15,7 +15,7 @@ namespace star::test {
 inline std::filesystem::path scratch_dir(const std::string& name) {
   struct removed_at_exit {
     std::filesystem::path root = std::filesystem::temp_directory_path() /
-                                 ("star_sd35_test_" + std::to_string(::getpid()));
+                                 ("star_test_" + std::to_string(::getpid()));
     ~removed_at_exit() {
       std::error_code ignored;
       std::filesystem::remove_all(root, ignored);

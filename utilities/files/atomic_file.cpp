@@ -1,10 +1,10 @@
-#include "sd35/files/atomic_file.hpp"
+#include "files/atomic_file.hpp"
 
 #include <fstream>
 #include <string>
 #include <system_error>
 
-namespace star::sd35 {
+namespace star::files {
 
 namespace fs = std::filesystem;
 
@@ -38,4 +38,4 @@ void write_stream_atomically(const fs::path& path,
   });
 }
 
-}  // namespace star::sd35
+}  // namespace star::files

@@ -10,15 +10,15 @@
 #include <string>
 #include <vector>
 
-#include "sd35/files/atomic_file.hpp"
-#include "sd35/scratch_dir.hpp"
+#include "files/atomic_file.hpp"
+#include "support/scratch_dir.hpp"
 
 namespace {
 
 namespace fs = std::filesystem;
-using star::sd35::file_write_error;
-using star::sd35::write_file_atomically;
-using star::sd35::write_stream_atomically;
+using star::files::file_write_error;
+using star::files::write_file_atomically;
+using star::files::write_stream_atomically;
 
 std::string read_text(const fs::path& path) {
   std::ifstream in(path, std::ios::binary);
@@ -36,7 +36,7 @@ std::vector<std::string> listing(const fs::path& dir) {
 }  // namespace
 
 TEST_CASE("write_stream_atomically writes the content and replaces an existing file",
-          "[sd35][files]") {
+          "[files]") {
   const auto dir = star::test::scratch_dir("write");
   const auto path = dir / "out.bin";
   write_stream_atomically(path, [](std::ostream& out) { out << "first"; });
@@ -48,7 +48,7 @@ TEST_CASE("write_stream_atomically writes the content and replaces an existing f
 }
 
 TEST_CASE("write_file_atomically hands the callback <path>.partial and renames it onto path",
-          "[sd35][files]") {
+          "[files]") {
   const auto dir = star::test::scratch_dir("partial");
   const auto path = dir / "image.png";
   fs::path seen;
@@ -58,13 +58,13 @@ TEST_CASE("write_file_atomically hands the callback <path>.partial and renames i
     REQUIRE_FALSE(fs::exists(path));  // nothing at the target until the rename
   });
   REQUIRE(seen == dir / "image.png.partial");
-  REQUIRE(seen == star::sd35::partial_path(path));
+  REQUIRE(seen == star::files::partial_path(path));
   REQUIRE(read_text(path) == "pixels");
   REQUIRE(listing(dir) == std::vector<std::string>{"image.png"});
 }
 
 TEST_CASE("an exception inside the callback leaves no file, no .partial, the old target as it was",
-          "[sd35][files][errors]") {
+          "[files][errors]") {
   const auto dir = star::test::scratch_dir("throw");
   const auto fresh = dir / "fresh.bin";
   const auto failing_stream = [](std::ostream& out) {
@@ -88,7 +88,7 @@ TEST_CASE("an exception inside the callback leaves no file, no .partial, the old
 }
 
 TEST_CASE("failures of the helper itself name the path and leave nothing behind",
-          "[sd35][files][errors]") {
+          "[files][errors]") {
   const auto dir = star::test::scratch_dir("fail");
   const auto write = [](std::ostream& out) { out << "data"; };
   // A folder that does not exist: the partial file cannot be created.
