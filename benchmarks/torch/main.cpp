@@ -180,7 +180,8 @@ void bench_batch(const timer& t, copy_reference& copies, report& r, at::Device d
   // what STAR adds to a block: the read-out, and keeping the LSE where that costs anything
   const double lse_cost = std::max(0.0, keeping_lse_seconds - block_seconds);
 
-  const sd35m::projected qkv = block.project();
+  const sd35m::projected qkv = block.project();  // q, k, v [B, H, T, D]
+  // output [B, H, T, D], lse [B, H, T]
   const auto attention = star::libtorch::attention_with_lse(qkv.q, qkv.k, qkv.v, sd35m::scale);
   r.fact("lse_source" + b, report::quoted(star::libtorch::source_name(attention.source)));
   const at::Tensor lse = attention.lse.to(at::kFloat);  // [B, H, T]
@@ -222,7 +223,7 @@ void bench_batch(const timer& t, copy_reference& copies, report& r, at::Device d
   // what any objective behind autograd pays at least: `sum(ell)` and its gradient through the
   // autograd engine
   r.add_time("autograd_round_trip" + b,
-             t.median_seconds([&] { log_prob_gradient(in.log_prob.sum(), in); }));
+             t.median_seconds([&] { log_prob_gradient(in.log_prob.sum() /* [] */, in); }));
 }
 
 std::string json_list(const std::vector<std::int64_t>& values) {

@@ -42,10 +42,10 @@ inline readout_inputs make_readout_inputs(const sd35m::projected& p, const at::T
     in.selection.weights.push_back(1.0 / static_cast<double>(selected));
     positions.push_back(sd35m::layout().text_begin() + 1 + 3 * j);
   }
-  const auto device = at::TensorOptions().device(p.q.device());
-  in.text_index = at::tensor(positions, device.dtype(at::kLong));  // [S]
+  const auto on_device = at::TensorOptions().device(p.q.device());
+  in.text_index = at::tensor(positions, on_device.dtype(at::kLong));  // [S]
   in.weights = at::full({selected}, 1.0 / static_cast<double>(selected),
-                        device.dtype(at::kFloat));  // [S]
+                        on_device.dtype(at::kFloat));  // [S]
   return in;
 }
 
@@ -61,7 +61,8 @@ inline double readout_bytes(const readout_inputs& in) {
 /// The image rows of a [B, H, T, ...] tensor: [B, H, N, ...].
 inline at::Tensor image_rows(const at::Tensor& t) {
   const auto& layout = sd35m::layout();
-  return t.slice(2, layout.image_begin(), layout.image_begin() + layout.image_tokens());
+  const std::int64_t begin = layout.image_begin(), end = begin + layout.image_tokens();
+  return t.slice(2, begin, end);  // [B, H, N, ...]
 }
 
 /// The read-out with the full softmax over all T keys materialised.

@@ -56,7 +56,7 @@ class block_stream {
     const auto qkv = at::linear(normed, w_qkv_)
                          .view({batch, tokens, 3, heads, head_dim})
                          .permute({2, 0, 3, 1, 4});  // [3, B, H, L_s, D]
-    return {rms_norm(qkv[0]), rms_norm(qkv[1]), qkv[2]};
+    return {rms_norm(qkv[0]), rms_norm(qkv[1]), qkv[2]};  // each [B, H, L_s, D]
   }
 
   /// The stream's output from its attention rows `attended`.
@@ -92,14 +92,17 @@ class joint_block {
         temb_(at::randn({batch, hidden}, options)) {}  // [B, C]
 
   /// The joint sequence's queries, keys and values, as the read-out receives them.
-  projected project() const { return joint(image_.project(image_.modulation(temb_)),
-                                           text_.project(text_.modulation(temb_))); }
+  projected project() const {
+    return joint(image_.project(image_.modulation(temb_)),
+                 text_.project(text_.modulation(temb_)));  // each [B, H, T, D]
+  }
 
   /// The block's two outputs from the attention `attend(q, k, v)` -> [B, H, T, D].
   template <class Attend>
   std::pair<at::Tensor, at::Tensor> forward(const Attend& attend) const {
-    const auto image_mod = image_.modulation(temb_), text_mod = text_.modulation(temb_);
-    const auto [q, k, v] = joint(image_.project(image_mod), text_.project(text_mod));
+    const auto image_mod = image_.modulation(temb_);  // 6 x [B, 1, C]
+    const auto text_mod = text_.modulation(temb_);    // 6 x [B, 1, C]
+    const auto [q, k, v] = joint(image_.project(image_mod), text_.project(text_mod));  // [B,H,T,D]
     const auto attended = attend(q, k, v);                                 // [B, H, T, D]
     const auto image_rows = attended.narrow(2, 0, image_.tokens());        // [B, H, N, D]
     const auto text_rows = attended.narrow(2, image_.tokens(), text_.tokens());  // [B, H, L, D]

@@ -22,7 +22,6 @@
 #include "star/allocation/allocate.hpp"
 #include "star/objective/policy_objective.hpp"
 #include "star/torch/backend.hpp"
-#include "timing.hpp"
 #ifdef STAR_BENCH_FUSED
 #include "star/torch/cuda_ops.hpp"
 #endif
@@ -151,7 +150,7 @@ inline update_variant fused_kernel_variant(const update_inputs& in,
       {}};
   const star::cuda::token_objective_gradient gradient{
       nullptr, view_of<float, 2>(d_log_prob, "d_log_prob", device), {}};
-  auto* const sums =
+  auto* const objective_totals =
       reinterpret_cast<star::cuda::token_objective_totals*>(totals.data_ptr<float>());
   // both calls keep alive the tensors their views point into
   const std::vector<at::Tensor> buffers{weights, used_lambda, entropy,   capped,
@@ -165,7 +164,7 @@ inline update_variant fused_kernel_variant(const update_inputs& in,
           },
           [=, keep = buffers] {
             libtorch::cuda_detail::check(
-                star::cuda::token_objective_forward(inputs, objective_params, sums,
+                star::cuda::token_objective_forward(inputs, objective_params, objective_totals,
                                                     workspace.data_ptr(), bytes, stream),
                 "token_objective_forward");
             libtorch::cuda_detail::check(
@@ -174,7 +173,7 @@ inline update_variant fused_kernel_variant(const update_inputs& in,
           },
           [=, keep = buffers] {
             libtorch::cuda_detail::check(
-                star::cuda::token_objective_forward(inputs, objective_params, sums,
+                star::cuda::token_objective_forward(inputs, objective_params, objective_totals,
                                                     workspace.data_ptr(), bytes, stream, gradient),
                 "token_objective_forward with its gradient");
           }};

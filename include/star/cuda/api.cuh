@@ -66,6 +66,8 @@ constexpr std::size_t relevance_workspace_bytes(std::int64_t batch, std::int64_t
 /// @param probabilities [B, H, N, S] device, written when `data` is non-null
 /// @param workspace     device, at least `relevance_workspace_bytes(B, H, N)` bytes (unused
 ///                      on tensor cores, still required)
+/// @param workspace_bytes the size of `workspace`
+/// @param stream        the stream the launches are queued on
 /// @return `cudaErrorInvalidValue` on inconsistent shapes, an empty or out-of-range column
 ///         list, `D > max_readout_head_dim`, `B` or `H` above `max_grid_yz`, `scale <= 0`
 ///         or too small a workspace; otherwise the launch status
@@ -103,6 +105,7 @@ struct allocation_outputs {
 /// @param relevance [B, N] device, `1 <= N <= max_allocation_tokens`
 /// @param params    tau, per-row lambda (device) or entropy schedule, cap
 /// @param out       weights [B, N], lambda [B], entropy [B], capped [B] (all device)
+/// @param stream    the stream the launch is queued on
 /// @return `cudaErrorInvalidValue` on bad shapes or options, else the launch status
 template <class T>
   requires is_kernel_element<T>
@@ -158,8 +161,9 @@ constexpr std::size_t token_objective_workspace_bytes(std::int64_t rows) {
 struct token_objective_gradient {
   const float* loss_grad = nullptr;   ///< device, one float `d out / d loss`; null: 1
   strided_view<float, 2> d_log_prob;  ///< [R, N] device; `data` null: not written
-  /// [R, N] device; `data` null: not written (needs `kl`). It may be `kl`'s own memory (the
-  /// forward reads each `kl` entry before it writes that entry's gradient).
+  /// [R, N] device; `data` null: not written (needs `kl`). It may be `kl`'s own memory where
+  /// `kl` is float32 with the strides of `d_kl` (the forward reads each `kl` entry before it
+  /// writes that entry's gradient); over a 16-bit `kl` it would overwrite unread entries.
   strided_view<float, 2> d_kl;
 };
 
@@ -177,6 +181,8 @@ struct token_objective_gradient {
 ///                  `cudaMemsetAsync`); each call leaves them zero, so forward calls in stream
 ///                  order may share one workspace; concurrent calls, or other uses of it in
 ///                  between, may not
+/// @param workspace_bytes the size of `workspace`
+/// @param stream    the stream the launch is queued on
 /// @param gradient  the gradient outputs this pass also writes (none by default)
 /// @return `cudaErrorInvalidValue` on inconsistent inputs or gradient shapes, else the launch
 ///         status
@@ -190,7 +196,10 @@ cudaError_t token_objective_forward(const token_objective_inputs<T>& in,
 
 /// @brief The gradient of `token_objective_forward` (see `token_objective_gradient`), in a
 /// launch of its own: for autograd, where the upstream gradient arrives after the forward.
+/// @param in        the inputs of the forward pass
+/// @param params    its options
 /// @param gradient  `loss_grad`, `d_log_prob` (required) and `d_kl` (optional)
+/// @param stream    the stream the launch is queued on
 /// @return `cudaErrorInvalidValue` on inconsistent inputs or gradient shapes, a `d_kl` without
 ///         `kl`, or a missing `d_log_prob`; else the launch status
 template <class T>

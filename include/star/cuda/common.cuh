@@ -1,18 +1,13 @@
 #pragma once
 /// @file
 /// @brief What the fused CUDA kernels share: element loads with float accumulation for
-/// float / half / bfloat16, block-wide reductions, and workspace alignment.
+/// float / half / bfloat16, block-wide reductions, and grid sizes.
 
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
-#include <cstddef>
 #include <cstdint>
-#include <type_traits>
-
-#include "star/core/strided_view.hpp"
-#include "star/cuda/api.cuh"
 
 namespace star::cuda {
 

@@ -74,7 +74,6 @@ __device__ inline void reduce_scatter_columns(float (&dot)[chunk_columns], int l
 /// @brief The weighted sum over the chunk's columns of the probabilities of the tile's rows
 /// (`dot` holds their finished dot products after the reduce-scatter), written to
 /// `partial[h][b][n]` on the first chunk and added on later ones. Every lane takes part.
-template <class T>
 __device__ inline void finish_tile(float (&dot)[rows_per_thread][chunk_columns],
                                    std::int64_t first_row, int lane, int b, int h,
                                    const strided_view<const float, 3>& lse,
@@ -184,8 +183,8 @@ selected_columns_kernel(strided_view<const T, 4> q, strided_view<const T, 4> k,
         }
     }
     if ((step + 1) % steps_per_tile == 0) {
-      finish_tile<T>(dot, first_row_of(step), lane, b, h, lse, chunk, image_begin, image_tokens,
-                     scale, first_chunk, partial, probabilities);
+      finish_tile(dot, first_row_of(step), lane, b, h, lse, chunk, image_begin, image_tokens,
+                  scale, first_chunk, partial, probabilities);
 #pragma unroll
       for (int r = 0; r < rows_per_thread; ++r)
 #pragma unroll
@@ -218,7 +217,7 @@ cudaError_t cuda_core_readout(const readout_inputs<T>& in, const column_chunk& c
                               std::int64_t image_begin, std::int64_t image_tokens,
                               bool first_chunk, float* partial,
                               strided_view<float, 4> probabilities, cudaStream_t stream) {
-  const auto [batch, heads, tokens, head_dim] = in.q.extents;
+  const std::int64_t batch = in.q.extents[0], heads = in.q.extents[1], head_dim = in.q.extents[3];
   constexpr std::int64_t width = vector_width<T>;
   const auto kernel = rows_load_as_vectors(in.q) ? selected_columns_kernel<T, true>
                                                  : selected_columns_kernel<T, false>;

@@ -16,6 +16,7 @@
 #include <type_traits>
 
 #include "star/core/strided_view.hpp"
+#include "star/cuda/api.cuh"
 #include "star/cuda/common.cuh"
 #include "star/cuda/ptx.cuh"
 #include "star/cuda/readout_chunk.cuh"
@@ -66,8 +67,11 @@ struct operand_slots {
   static constexpr int count = 8 + 2 * NTiles + 1;  ///< 16-byte slots per lane
   uint4* base;                                       ///< this lane's slot 0
 
+  /// @brief Piece `piece` of this lane's top (`r` 0) or bottom (`r` 1) row of m16 tile `m`.
   __device__ uint4* q(int m, int r, int piece) const { return base + 32 * (4 * m + 2 * r + piece); }
+  /// @brief Piece `piece` of this lane's key of n8 tile `nt`.
   __device__ uint4* key(int nt, int piece) const { return base + 32 * (8 + 2 * nt + piece); }
+  /// @brief The LSE of the stage's rows (the slot after the keys).
   __device__ float* lse() const { return reinterpret_cast<float*>(base + 32 * (8 + 2 * NTiles)); }
 };
 
@@ -274,7 +278,8 @@ bool allow_shared_memory() {
 /// build for an older architecture holds only traps), and room for the staged operands of a
 /// block (sm_86 and sm_89 allow a block 99 KiB, less than the 104 KiB of two n8 tiles: CUDA
 /// cores there). Where the caller has no error pending, leaves none of its own behind for
-/// `cudaGetLastError`; a pending one it does not clear.
+/// `cudaGetLastError`; a pending one it does not clear, though a failed query may replace it
+/// with its own.
 template <class T>
 bool prepare_tensor_core_kernels(int device) {
   const bool caller_error_pending = cudaPeekAtLastError() != cudaSuccess;

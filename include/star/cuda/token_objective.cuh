@@ -23,9 +23,13 @@ namespace objective_detail {
 /// @brief One ratio entry: its allocation weight, loss term, whether the clip acts, and the
 /// unclipped slope.
 struct token_term {
-  float allocation;                     ///< `W`, read once for the term and the KL weight
-  float log_ratio, ratio, loss, slope;  ///< `log rho`, `rho`, the max term, `-Â rho`
-  bool clip_acts, outside;              ///< clipped term strictly larger; `|rho - 1| > eps`
+  float allocation;  ///< `W`, read once for the term and the KL weight
+  float log_ratio;   ///< `log rho`
+  float ratio;       ///< `rho`
+  float loss;        ///< the max term (NaN where the unclipped one is)
+  float slope;       ///< the unclipped term's slope, `-Â rho`
+  bool clip_acts;    ///< the clipped term is strictly larger
+  bool outside;      ///< `|rho - 1| > eps`
 };
 
 /// @brief The term of entry (r, n).

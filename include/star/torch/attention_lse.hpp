@@ -179,8 +179,8 @@ inline std::optional<attention_with_lse_result> fused_attention(
       const auto flash = at::_scaled_dot_product_flash_attention(
           q, k, v, /*dropout_p=*/0.0, /*is_causal=*/false, /*return_debug_mask=*/false,
           /*scale=*/scale);  // output [B, H, T, Dv], logsumexp [B, H, T], ...
-      return attention_with_lse_result{std::get<0>(flash),
-                                       std::get<1>(flash).slice(2, 0, q.size(2)),
+      return attention_with_lse_result{std::get<0>(flash),                        // [B, H, T, Dv]
+                                       std::get<1>(flash).slice(2, 0, q.size(2)),  // [B, H, T]
                                        attention_lse_source::fused_cuda_flash};
     } catch (const c10::Error&) {
       // shapes the flash kernel rejects (e.g. a head dimension it lacks): the next kernel
@@ -194,7 +194,7 @@ inline std::optional<attention_with_lse_result> fused_attention(
       auto [output, lse, seed, offset] = at::_scaled_dot_product_efficient_attention(
           q, k, v, /*attn_bias=*/c10::nullopt, /*compute_log_sumexp=*/true, /*dropout_p=*/0.0,
           /*is_causal=*/false, /*scale=*/scale);  // [B, H, T, Dv], [B, H, T'] (T' >= T)
-      return attention_with_lse_result{output, lse.slice(2, 0, q.size(2)),
+      return attention_with_lse_result{output, lse.slice(2, 0, q.size(2)),  // [B, H, T]
                                        attention_lse_source::fused_cuda_efficient};
     } catch (const c10::Error&) {
       return std::nullopt;
@@ -220,6 +220,7 @@ inline selected_rows gather_selected_rows(const backend& be, const at::Tensor& q
                                           const at::Tensor& lse) {
   for (const auto& [arg, t] : {std::pair{"q", &q}, std::pair{"k", &k}, std::pair{"lse", &lse}})
     be.require_input(*t, arg);
+  // q_image [B, H, N, D], k_selected [B, H, S, D]
   const auto rows = attention_detail::gather_image_text_rows(be, q, k, layout, columns);
   const shape q_shape = shape_of(q);
   require_shape("lse", shape_of(lse), {q_shape[0], q_shape[1], q_shape[2]},
@@ -280,6 +281,7 @@ inline at::Tensor selected_attention_probabilities(const backend& be, const at::
                                                    const at::Tensor& lse,
                                                    const attention_options& options = {}) {
   at::NoGradGuard no_grad;
+  // q_image [B, H, N, D], k_selected [B, H, S, D], lse [B, H, N]
   const auto rows = attention_lse_detail::gather_selected_rows(be, q, k, layout, columns, lse);
   return image_to_text_probabilities(be, rows.q_image, rows.k_selected, rows.lse,
                                      options);  // [B, H, N, S]
@@ -322,7 +324,7 @@ inline bool add_selected_block(lse_relevance_accumulator<backend>& accumulator, 
                                const token_layout& layout, const at::Tensor& lse) {
   if (!accumulator.admits(block)) return false;
   at::NoGradGuard no_grad;
-  const auto rows = attention_lse_detail::gather_selected_rows(
+  const auto rows = attention_lse_detail::gather_selected_rows(  // [B, H, N | S, D], [B, H, N]
       accumulator.backend(), q, k, layout, accumulator.selection().indices, lse);
   return accumulator.add_selected_rows(block, rows.q_image, rows.k_selected, rows.lse);
 }

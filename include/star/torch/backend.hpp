@@ -123,8 +123,9 @@ class backend {
   /// @name Element-wise operations with NumPy broadcasting (star::elementwise_backend)
   /// @{
 
-  /// @brief The `star::elementwise_backend` operations. `greater` is 0/1 in `dtype()` and
-  /// carries no gradient; `clamp` throws `value_error` when `lo > hi`.
+  /// @brief The `star::elementwise_backend` operations; each result has the broadcast shape of
+  /// its operands. `greater` is 0/1 in `dtype()` and carries no gradient; `clamp` throws
+  /// `value_error` when `lo > hi`.
   tensor add(const tensor& a, const tensor& b) const {
     return binary(a, b, "add", [](const tensor& x, const tensor& y) { return at::add(x, y); });
   }
@@ -179,7 +180,7 @@ class backend {
   /// reduces nothing, unlike ATen's "all axes"). `amax` over an empty axis gives `-inf`.
   tensor sum(const tensor& a, const std::vector<std::int64_t>& axes, bool keepdim) const {
     return reduce(a, axes, keepdim, "sum", [](const tensor& x, at::IntArrayRef dims, bool keep) {
-      return at::sum(x, dims, keep);
+      return at::sum(x, dims, keep);  // axes reduced
     });
   }
   tensor amax(const tensor& a, const std::vector<std::int64_t>& axes, bool keepdim) const {

@@ -70,6 +70,7 @@ auto dispatch(at::ScalarType dtype, std::string_view arg, F&& f) {
 }
 
 /// @brief Throws `value_error` naming `arg` unless `t` is a CUDA tensor.
+/// @return the device of `t`
 inline at::Device require_cuda(const at::Tensor& t, std::string_view arg) {
   if (!t.defined() || !t.is_cuda())
     throw value_error(std::string(arg) + ": expected a defined CUDA tensor");
@@ -287,8 +288,9 @@ class token_objective_function : public torch::autograd::Function<token_objectiv
     const auto dtype = [&](const char* key) {
       return static_cast<at::ScalarType>(ctx->saved_data[key].toInt());
     };
-    return {d_log_prob.to(dtype("log_prob_dtype")), at::Tensor(), at::Tensor(), at::Tensor(),
-            at::Tensor(), has_kl ? d_kl.to(dtype("kl_dtype")) : at::Tensor(),
+    return {d_log_prob.to(dtype("log_prob_dtype")),  // [R, N]
+            at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(),
+            has_kl ? d_kl.to(dtype("kl_dtype")) : at::Tensor(),  // [R, N]
             at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
   }
 
@@ -305,9 +307,9 @@ class token_objective_function : public torch::autograd::Function<token_objectiv
                            allocation.scalar_type() == shared &&
                            (!kl.defined() || kl.scalar_type() == shared);
     const auto dtype = one_dtype ? shared : at::kFloat;
-    const auto rows = at::TensorOptions().dtype(at::kFloat).device(log_prob.device());
+    const auto row_options = at::TensorOptions().dtype(at::kFloat).device(log_prob.device());
     const auto as_rows = [&](const at::Tensor& t) {
-      return t.detach().to(rows).contiguous();  // [R]
+      return t.detach().to(row_options).contiguous();  // [R]
     };
     return {log_prob.detach().to(dtype), old_log_prob.detach().to(dtype),  // [R, N], [R, N]
             allocation.detach().to(dtype),                                  // [R, N]

@@ -27,7 +27,10 @@ struct key_codec;
 
 /// @brief What a rank's header says of its key type, so that ranks gathering different key
 /// types fail together instead of reading ids as string lengths.
-enum class key_kind : std::int64_t { integral = 1, string = 2 };
+enum class key_kind : std::int64_t {
+  integral = 1,  ///< ids of an integral type, sent as int64
+  string = 2     ///< `std::string` keys, sent as lengths and bytes
+};
 
 /// @brief Integral ids of up to 64 bits travel as int64 (an unsigned 64-bit id round-trips by
 /// two's complement; wider ids would be cut, so they are not exchangeable).

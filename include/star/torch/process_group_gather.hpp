@@ -79,7 +79,8 @@ class process_group_gather {
   /// @brief The number of ranks.
   int size() const { return channel_.size(); }
 
-  /// @brief Every rank's rewards and keys in rank order, and where this rank's block starts.
+  /// @brief Every rank's rewards and keys in rank order, where each rank's block starts
+  /// (`rank_offsets`) and where this rank's does (`local_offset`).
   /// A collective call: every rank of the group must make it.
   /// @param local_rewards  [B] this rank's rewards (B may differ between ranks, and be 0)
   /// @param local_keys     [B] their group keys (integral ids or `std::string`)
@@ -98,7 +99,7 @@ class process_group_gather {
                                           static_cast<std::int64_t>(encoded.bytes.size())};
     const std::vector<std::int64_t> header_lengths(static_cast<std::size_t>(size()), 4);
     const auto headers = channel_.allgather_uneven(host_tensor<std::int64_t>(header_values),
-                                                   header_lengths, "the headers");
+                                                   header_lengths, "the headers");  // [4] per rank
     if (!valid)
       throw mismatched_keys_error("process_group_gather", "local_rewards", local_rewards.size(),
                                   "local_keys", local_keys.size());
@@ -121,11 +122,11 @@ class process_group_gather {
       byte_counts.push_back(fields[3]);
     }
     const auto rewards = channel_.allgather_uneven(host_tensor(local_rewards), counts,
-                                                   "the rewards");
-    const auto codes = channel_.allgather_uneven(
+                                                   "the rewards");  // [counts[r]] per rank r
+    const auto codes = channel_.allgather_uneven(  // [counts[r]] per rank r
         host_tensor<std::int64_t>(encoded.codes), counts, "the key ids or string-key lengths");
-    const auto bytes = channel_.allgather_uneven(host_tensor<std::uint8_t>(encoded.bytes),
-                                                 byte_counts, "the string-key bytes");
+    const auto bytes = channel_.allgather_uneven(  // [byte_counts[r]] per rank r
+        host_tensor<std::uint8_t>(encoded.bytes), byte_counts, "the string-key bytes");
 
     gathered_rewards<Key> all;
     for (std::size_t r = 0; r < counts.size(); ++r) {
