@@ -1,6 +1,7 @@
 #pragma once
-// The body of the attention-with-LSE test (invariant I3), shared by the CPU test
-// (test_torch_backend.cpp) and its CUDA twin (test_cuda_attention_lse.cpp).
+// The body of the attention-with-LSE test (invariant I3) and an explicit softmax attention in
+// double, shared by the CPU tests (test_torch_backend.cpp) and their CUDA twins
+// (test_cuda_attention_lse.cpp).
 
 #include <catch2/catch.hpp>
 
@@ -16,6 +17,23 @@
 #include "support/random.hpp"
 
 namespace star::test {
+
+/// What `explicit_attention` returns, in double.
+struct attention_reference {
+  at::Tensor output;  ///< [B, H, T, Dv]
+  at::Tensor lse;     ///< [B, H, T]
+};
+
+/// `softmax(scale q k^T) v` and the row LSE of `scale q k^T`, explicitly in double from `q`,
+/// `k` [B, H, T, D] and `v` [B, H, T, Dv] as they are (no gradient).
+inline attention_reference explicit_attention(const at::Tensor& q, const at::Tensor& k,
+                                              const at::Tensor& v, double scale) {
+  const at::Tensor scores = at::matmul(q.detach().to(at::kDouble),
+                                       k.detach().to(at::kDouble).transpose(2, 3)) *
+                            scale;  // [B, H, T, T]
+  return {at::matmul(at::softmax(scores, -1), v.detach().to(at::kDouble)),  // [B, H, T, Dv]
+          at::logsumexp(scores, -1)};                                        // [B, H, T]
+}
 
 /// I3 on `device`: `attention_with_lse` gives the explicit softmax's output and row LSE
 /// (double host loops), its probabilities rows sum to 1, and the selected-column read-out
@@ -64,7 +82,8 @@ inline void check_attention_with_lse(at::Device device,
 
   for (const std::int64_t key_chunk : {std::int64_t{256}, std::int64_t{5}}) {
     INFO("key_chunk " << key_chunk);
-    const auto result = libtorch::attention_with_lse(q, k, v, scale, key_chunk);
+    const auto result =
+        libtorch::attention_with_lse(q, k, v, scale, key_chunk);  // [B, H, T, D], lse [B, H, T]
     REQUIRE(result.source == expected_source);
     REQUIRE(be.shape_of(result.lse) == shape{batch, heads, tokens});
     require_close(be.to_host(result.lse), want_lse, 2e-5, "lse");

@@ -26,26 +26,26 @@ TEST_CASE("I3 attention_with_lse on CUDA in float16 and bfloat16: the kernel's L
           "equal an explicit softmax",
           "[torch][attention][invariant][cuda]") {
   REQUIRE(at::hasCUDA());
-  using star::libtorch::attention_lse_source;
-  const auto expected = STAR_TORCH_VERSION_AT_LEAST(2, 2)   ? attention_lse_source::fused_cuda_flash
-                        : STAR_TORCH_VERSION_AT_LEAST(2, 1) ? attention_lse_source::fused_cuda_efficient
-                                                            : attention_lse_source::chunked;
+  using source = star::libtorch::attention_lse_source;
+  const auto expected = STAR_TORCH_VERSION_AT_LEAST(2, 2)   ? source::fused_cuda_flash
+                        : STAR_TORCH_VERSION_AT_LEAST(2, 1) ? source::fused_cuda_efficient
+                                                            : source::chunked;
   at::manual_seed(901);
   for (const auto dtype : {at::kHalf, at::kBFloat16}) {
     INFO("dtype " << c10::toString(dtype));
     const auto options = at::TensorOptions().device(at::kCUDA).dtype(dtype);
-    const auto q = at::randn({2, 3, 40, 64}, options), k = at::randn({2, 3, 40, 64}, options);
-    const auto v = at::randn({2, 3, 40, 64}, options);  // [B, H, T, D] each
-    const auto result = star::libtorch::attention_with_lse(q, k, v, 0.125);
+    const auto q = at::randn({2, 3, 40, 64}, options);  // [B, H, T, D]
+    const auto k = at::randn({2, 3, 40, 64}, options);  // [B, H, T, D]
+    const auto v = at::randn({2, 3, 40, 64}, options);  // [B, H, T, D]
+    const auto result =
+        star::libtorch::attention_with_lse(q, k, v, 0.125);  // [B, H, T, D], lse [B, H, T]
     REQUIRE(result.source == expected);
     // the explicit softmax in double from the same rounded inputs
-    const auto scores =
-        at::matmul(q.to(at::kDouble), k.to(at::kDouble).transpose(2, 3)) * 0.125;  // [B, H, T, T]
-    const auto want_lse = at::logsumexp(scores, {-1});                              // [B, H, T]
-    const auto want_output = at::matmul(at::softmax(scores, -1), v.to(at::kDouble));  // [B, H, T, D]
-    const double lse_error = (result.lse.to(at::kDouble) - want_lse).abs().max().item<double>();
+    const auto want =
+        star::test::explicit_attention(q, k, v, 0.125);  // [B, H, T, D], lse [B, H, T]
+    const double lse_error = (result.lse.to(at::kDouble) - want.lse).abs().max().item<double>();
     const double output_error =
-        (result.output.to(at::kDouble) - want_output).abs().max().item<double>();
+        (result.output.to(at::kDouble) - want.output).abs().max().item<double>();
     INFO("max |lse error| " << lse_error << ", max |output error| " << output_error);
     REQUIRE(lse_error < 1e-3);     // float32 accumulation inside the kernel
     REQUIRE(output_error < 2e-2);  // the output is rounded to the input dtype

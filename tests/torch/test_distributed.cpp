@@ -36,6 +36,7 @@
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
 
 #include "distributed_epoch.hpp"
+#include "require_throws.hpp"
 #include "star/torch/process_group_gather.hpp"
 
 extern char** environ;
@@ -302,26 +303,39 @@ TEST_CASE(worker_test_name, "[.][distributed_worker]") {
 
 namespace {
 
-/// Launches `world` workers computing advantages with exchange tensors on `device`, and
-/// checks that their advantages, in rank order, have exactly the single-process bits.
-void require_distributed_equals_single_process(int world, const std::string& device) {
+/// Launches `world` workers in `mode` with exchange tensors on `device`; each must write
+/// `head` lines, which `check_head(rank, lines)` checks, then its advantage lines: joined in
+/// rank order, they must have exactly the single-process bits.
+template <class CheckHead>
+void require_epoch_equals_single_process(int world, const std::string& mode,
+                                         const std::string& device, std::size_t head,
+                                         const CheckHead& check_head) {
   INFO("world size " << world << ", exchange device " << device << ", seed 20240613");
   const auto expected =
       split_lines(advantage_lines(epoch_rewards(), epoch_int_keys(), epoch_string_keys()));
   REQUIRE(expected.size() == 4);
   temp_dir dir;
-  workers launch(world, free_loopback_port(), "advantages", 30000, dir.path, device);
+  workers launch(world, free_loopback_port(), mode, 30000, dir.path, device);
   const auto deadline = clock_type::now() + hard_deadline;
   std::vector<std::string> joined(expected.size());
   for (int rank = 0; rank < world; ++rank) {
     const auto lines = output_lines(launch, rank, deadline);
-    REQUIRE(lines.size() == expected.size());
-    for (std::size_t i = 0; i < lines.size(); ++i) joined[i] += lines[i];
+    INFO("output of rank " << rank << ": " << launch.read(launch.output(rank)));
+    REQUIRE(lines.size() == head + expected.size());
+    check_head(rank, lines);
+    for (std::size_t i = 0; i < expected.size(); ++i) joined[i] += lines[head + i];
   }
   for (std::size_t i = 0; i < expected.size(); ++i) {
     INFO("line " << i << " (int64 global, int64 per-group, string global, string per-group)");
     CHECK(joined[i] == expected[i]);
   }
+}
+
+/// `world` workers computing advantages with exchange tensors on `device` give exactly the
+/// single-process bits.
+void require_distributed_equals_single_process(int world, const std::string& device) {
+  require_epoch_equals_single_process(world, "advantages", device, 0,
+                                      [](int, const std::vector<std::string>&) {});
 }
 
 }  // namespace
@@ -380,18 +394,10 @@ TEST_CASE(
     "exact again",
     "[distributed]") {
   constexpr int world = 3;
-  const auto expected =
-      split_lines(advantage_lines(epoch_rewards(), epoch_int_keys(), epoch_string_keys()));
   for (const std::string mode : {"bad_keys", "mixed_key_types", "nonfinite_reward"}) {
     INFO("mode " << mode);
-    temp_dir dir;
-    workers launch(world, free_loopback_port(), mode, 30000, dir.path);
-    const auto deadline = clock_type::now() + hard_deadline;
-    std::vector<std::string> joined(expected.size());
-    for (int rank = 0; rank < world; ++rank) {
-      const auto lines = output_lines(launch, rank, deadline);
-      INFO("output of rank " << rank << ": " << launch.read(launch.output(rank)));
-      REQUIRE(lines.size() == 2 + expected.size());
+    // the failed call's two lines: "star::error", then its message
+    require_epoch_equals_single_process(world, mode, "cpu", 2, [&](int rank, const auto& lines) {
       REQUIRE(lines[0] == "star::error");
       const bool faulty = rank == world - 1;
       if (mode == "bad_keys")
@@ -406,9 +412,7 @@ TEST_CASE(
         CHECK_THAT(lines[1], Catch::Contains(faulty ? "group_relative_advantages: rewards[1] is nan"
                                                     : "group_relative_advantages: rank 2's "
                                                       "rewards[1] is nan"));
-      for (std::size_t i = 0; i < expected.size(); ++i) joined[i] += lines[2 + i];
-    }
-    for (std::size_t i = 0; i < expected.size(); ++i) CHECK(joined[i] == expected[i]);
+    });
   }
 }
 
@@ -416,24 +420,24 @@ TEST_CASE("process_group_gather rejects a null group, a non-positive timeout and
           "keys, one rank returns its own samples",
           "[distributed]") {
   using star::libtorch::process_group_gather;
+  using star::test::require_throws;
   const c10::intrusive_ptr<c10d::ProcessGroup> null_group;
-  REQUIRE_THROWS_AS(process_group_gather(null_group), star::value_error);
-  REQUIRE_THROWS_WITH(process_group_gather(null_group), Catch::Contains("group"));
+  require_throws<star::value_error>([&] { process_group_gather{null_group}; }, "group");
 
   const auto group = make_gloo_group(free_loopback_port(), 0, 1, 10s);
-  REQUIRE_THROWS_AS(process_group_gather(group, {.timeout = 0ms}), star::option_error);
-  REQUIRE_THROWS_WITH(process_group_gather(group, {.timeout = -5ms}),
-                      Catch::Contains("timeout"));
+  for (const auto timeout : {0ms, -5ms})
+    require_throws<star::option_error>(
+        [&] { process_group_gather(group, {.timeout = timeout}); }, "timeout");
 
   const process_group_gather gather(group, {.timeout = 10s});
   const std::vector<double> rewards{1.0, -2.5, std::numeric_limits<double>::quiet_NaN()};
   const std::vector<std::string> keys{"b", "", "b"};
-  REQUIRE_THROWS_AS(gather.gather(std::span<const double>(rewards),
-                                  std::span<const std::string>(keys.data(), 2)),
-                    star::shape_error);
-  REQUIRE_THROWS_WITH(gather.gather(std::span<const double>(rewards),
-                                    std::span<const std::string>(keys.data(), 2)),
-                      Catch::Contains("local_keys"));
+  require_throws<star::shape_error>(
+      [&] {
+        gather.gather(std::span<const double>(rewards),
+                      std::span<const std::string>(keys.data(), 2));
+      },
+      "local_keys");
 
   const auto all =
       gather.gather(std::span<const double>(rewards), std::span<const std::string>(keys));

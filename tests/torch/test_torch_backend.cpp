@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "attention_lse_checks.hpp"
+#include "require_throws.hpp"
 #include "star/allocation/allocate.hpp"
 #include "star/attention/probabilities.hpp"
 #include "star/backends/reference.hpp"
@@ -25,13 +26,15 @@
 namespace {
 
 using star::libtorch::backend;
+using star::test::require_throws;
 
 TEST_CASE("libtorch views: view_of aliases a tensor's memory and checks dtype, rank, device, "
           "strides",
           "[torch][views]") {
+  using star::libtorch::view_of, star::libtorch::stride_requirement;
   const auto t = at::arange(24, at::kFloat).reshape({2, 3, 4});  // [2, 3, 4]
-  const auto view = star::libtorch::view_of<float, 3>(t, "x", at::Device(at::kCPU),
-                                                      star::libtorch::stride_requirement::contiguous);
+  const auto view =
+      view_of<float, 3>(t, "x", at::Device(at::kCPU), stride_requirement::contiguous);
   REQUIRE(view.data == t.data_ptr<float>());
   REQUIRE(view.dims() == star::shape{2, 3, 4});
   REQUIRE(view(1, 2, 3) == 23.0f);
@@ -39,39 +42,36 @@ TEST_CASE("libtorch views: view_of aliases a tensor's memory and checks dtype, r
   REQUIRE(t[0][1][2].item<float>() == -1.0f);
 
   const auto transposed = t.transpose(0, 2);  // [4, 3, 2], strides [1, 4, 12]
-  const auto strided = star::libtorch::view_of<const float, 3>(transposed, "xt");
+  const auto strided = view_of<const float, 3>(transposed, "xt");
   REQUIRE(strided(3, 2, 1) == t[1][2][3].item<float>());
   REQUIRE_FALSE(strided.is_contiguous());
 
-  REQUIRE_THROWS_AS((star::libtorch::view_of<double, 3>(t, "x")), star::value_error);
-  REQUIRE_THROWS_WITH((star::libtorch::view_of<double, 3>(t, "x")), Catch::Contains("x: expected dtype"));
-  REQUIRE_THROWS_AS((star::libtorch::view_of<float, 2>(t, "x")), star::shape_error);
-  REQUIRE_THROWS_WITH((star::libtorch::view_of<float, 2>(t, "x")), Catch::Contains("[2, 3, 4]"));
-  REQUIRE_THROWS_WITH((star::libtorch::view_of<float, 3>(transposed, "xt", std::nullopt,
-                                                         star::libtorch::stride_requirement::contiguous)),
-                      Catch::Contains("xt: expected a contiguous tensor"));
-  REQUIRE_THROWS_WITH((star::libtorch::view_of<float, 3>(transposed, "xt", std::nullopt,
-                                                         star::libtorch::stride_requirement::unit_inner_stride)),
-                      Catch::Contains("xt: expected stride 1"));
-  REQUIRE_THROWS_WITH((star::libtorch::view_of<float, 3>(t, "x", at::Device(at::kCUDA, 0))),
+  require_throws<star::value_error>([&] { view_of<double, 3>(t, "x"); }, "x: expected dtype");
+  require_throws<star::shape_error>([&] { view_of<float, 2>(t, "x"); }, "[2, 3, 4]");
+  REQUIRE_THROWS_WITH(
+      (view_of<float, 3>(transposed, "xt", std::nullopt, stride_requirement::contiguous)),
+      Catch::Contains("xt: expected a contiguous tensor"));
+  REQUIRE_THROWS_WITH(
+      (view_of<float, 3>(transposed, "xt", std::nullopt, stride_requirement::unit_inner_stride)),
+      Catch::Contains("xt: expected stride 1"));
+  REQUIRE_THROWS_WITH((view_of<float, 3>(t, "x", at::Device(at::kCUDA, 0))),
                       Catch::Contains("x: expected a tensor on cuda:0"));
-  REQUIRE_THROWS_WITH((star::libtorch::view_of<float, 3>(at::Tensor(), "u")),
+  REQUIRE_THROWS_WITH((view_of<float, 3>(at::Tensor(), "u")),
                       Catch::Contains("u: the tensor is undefined"));
-  REQUIRE_THROWS_WITH((star::libtorch::view_of<float, 3>(t.to_sparse(), "s")),
+  REQUIRE_THROWS_WITH((view_of<float, 3>(t.to_sparse(), "s")),  // [2, 3, 4], sparse
                       Catch::Contains("s: expected a dense strided tensor, got layout Sparse"));
   // a lazily negated tensor stores the values before negation: a view would read them
   const auto negated = at::imag(at::conj(at::complex(at::ones({2}), at::full({2}, 2.0))));  // [2]
   REQUIRE(negated.is_neg());
-  REQUIRE_THROWS_WITH((star::libtorch::view_of<float, 1>(negated, "n")),
+  REQUIRE_THROWS_WITH((view_of<float, 1>(negated, "n")),
                       Catch::Contains("n: the tensor carries a lazy negation"));
-  REQUIRE(star::libtorch::view_of<float, 1>(negated.resolve_neg(), "n")(1) == -2.0f);
+  REQUIRE(view_of<float, 1>(negated.resolve_neg(), "n")(1) == -2.0f);  // [2]
   // an empty tensor is contiguous whatever its strides
-  REQUIRE(star::libtorch::view_of<float, 3>(at::empty({2, 0, 3}), "e", std::nullopt,
-                                            star::libtorch::stride_requirement::contiguous)
-              .size() == 0);
+  const auto empty = at::empty({2, 0, 3});  // [2, 0, 3]
+  REQUIRE(view_of<float, 3>(empty, "e", std::nullopt, stride_requirement::contiguous).size() == 0);
 
   // from_view: the same memory back as a tensor, strides kept.
-  const auto back = star::libtorch::from_view(strided);
+  const auto back = star::libtorch::from_view(strided);  // [4, 3, 2]
   REQUIRE(back.data_ptr() == t.data_ptr());
   REQUIRE(back.strides() == transposed.strides());
   REQUIRE(at::equal(back, transposed));
@@ -120,11 +120,11 @@ TEST_CASE("libtorch backend: device and dtype state, host round trip, errors as 
 
   // An operand outside the compute dtype is a value_error naming the op: float16 would be
   // summed in float16 (65536 ones: inf), float64 would give float64 results.
-  const auto d = at::ones({2, 2}, at::kDouble), f = at::ones({2, 2}, at::kFloat);
-  REQUIRE_THROWS_AS(be.matmul(d, f), star::value_error);
-  REQUIRE_THROWS_WITH(be.matmul(d, f), Catch::StartsWith("matmul: expected a tensor in the "
-                                                         "backend's compute dtype Float, got Double"));
-  REQUIRE_THROWS_WITH(be.sum(at::ones({65536}, at::kHalf), {0}, false),
+  const auto d = at::ones({2, 2}, at::kDouble), f = at::ones({2, 2}, at::kFloat);  // [2, 2] each
+  require_throws<star::value_error>([&] { be.matmul(d, f); },
+                                    Catch::StartsWith("matmul: expected a tensor in the backend's "
+                                                      "compute dtype Float, got Double"));
+  REQUIRE_THROWS_WITH(be.sum(at::ones({65536}, at::kHalf), {0}, false),  // [65536]
                       Catch::StartsWith("sum: ") && Catch::Contains("got Half"));
   REQUIRE_THROWS_WITH(be.exp(d), Catch::StartsWith("exp: "));
   REQUIRE_THROWS_WITH(be.greater(f, d), Catch::StartsWith("greater: "));
@@ -141,28 +141,31 @@ TEST_CASE("libtorch backend: device and dtype state, host round trip, errors as 
   REQUIRE(rejected.starts_with("clamp: "));
   REQUIRE(rejected.find('\n') == std::string::npos);
   REQUIRE_THROWS_AS(be.clamp(f, 1.0, 0.0), star::value_error);
-  REQUIRE_THROWS_WITH(be.add(f, at::ones({3}, at::kFloat)), Catch::Contains("[2, 2]") && Catch::Contains("[3]"));
+  REQUIRE_THROWS_WITH(be.add(f, at::ones({3}, at::kFloat)),  // [2, 2] + [3]
+                      Catch::Contains("[2, 2]") && Catch::Contains("[3]"));
 }
 
 TEST_CASE("libtorch to_compute_dtype: float16 and bfloat16 inputs enter in float32, other "
           "devices and dtypes are rejected",
           "[torch][precision]") {
   const backend be;
-  const auto half = at::ones({2, 3}, at::kHalf).requires_grad_(true);
+  const auto half = at::ones({2, 3}, at::kHalf).requires_grad_(true);  // [2, 3]
   const auto converted = be.to_compute_dtype(half, "q");  // [2, 3]
   REQUIRE(converted.scalar_type() == at::kFloat);
   converted.sum().backward();  // differentiable back to the float16 input
   REQUIRE(half.grad().scalar_type() == at::kHalf);
-  REQUIRE(at::equal(half.grad(), at::ones({2, 3}, at::kHalf)));
-  const auto already = at::ones({2}, at::kFloat);
+  REQUIRE(at::equal(half.grad(), at::ones({2, 3}, at::kHalf)));  // [2, 3]
+  const auto already = at::ones({2}, at::kFloat);                 // [2]
   REQUIRE(be.to_compute_dtype(already, "x").is_same(already));
 
-  REQUIRE_THROWS_AS(be.to_compute_dtype(at::ones({2}, at::kLong), "idx"), star::value_error);
-  REQUIRE_THROWS_WITH(be.to_compute_dtype(at::ones({2}, at::kLong), "idx"),
-                      Catch::Contains("idx: expected a floating dtype"));
+  const auto indices = at::ones({2}, at::kLong);  // [2]
+  require_throws<star::value_error>([&] { be.to_compute_dtype(indices, "idx"); },
+                                    "idx: expected a floating dtype");
   const backend on_gpu(at::Device(at::kCUDA, 0));
-  REQUIRE_THROWS_WITH(on_gpu.to_compute_dtype(already, "k"), Catch::Contains("k: expected a tensor on cuda:0"));
-  REQUIRE_THROWS_WITH(be.to_compute_dtype(at::Tensor(), "v"), Catch::Contains("v: the tensor is undefined"));
+  REQUIRE_THROWS_WITH(on_gpu.to_compute_dtype(already, "k"),
+                      Catch::Contains("k: expected a tensor on cuda:0"));
+  REQUIRE_THROWS_WITH(be.to_compute_dtype(at::Tensor(), "v"),
+                      Catch::Contains("v: the tensor is undefined"));
 }
 
 /// Worst |got - want| / (1 + |want|).
@@ -190,19 +193,21 @@ TEST_CASE("libtorch float16 and bfloat16 inputs: attention maps and allocation w
   const auto want_weights = ref.to_host(
       star::allocate(ref, ref.from_host(want_relevance, {2, 36}), 0, 10, {}).weights);  // [B, N]
 
-  const backend be;
+  const backend be, in_double(at::kCPU, at::kDouble);
   for (const auto& [dtype, bound] : {std::pair{at::kHalf, 5e-3}, std::pair{at::kBFloat16, 4e-2}}) {
     INFO("dtype " << c10::toString(dtype));
-    const auto q = star::libtorch::backend(at::kCPU, at::kDouble).from_host(q_host, qk).to(dtype);
-    const auto k = star::libtorch::backend(at::kCPU, at::kDouble).from_host(k_host, qk).to(dtype);
+    const auto q = in_double.from_host(q_host, qk).to(dtype);  // [B, H, T, D]
+    const auto k = in_double.from_host(k_host, qk).to(dtype);  // [B, H, T, D]
     const auto relevance = star::block_relevance(be, be.to_compute_dtype(q, "q"),
-                                                 be.to_compute_dtype(k, "k"), layout, selection);
+                                                 be.to_compute_dtype(k, "k"), layout,
+                                                 selection);  // [B, N]
     const auto weights = star::allocate(be, relevance, 0, 10, {}).weights;  // [B, N]
     CHECK(worst_error(be.to_host(relevance), want_relevance) <= bound);
     CHECK(worst_error(be.to_host(weights), want_weights) <= bound);
     // On the rounded values themselves, the float32 tolerance holds.
     const auto rounded = star::block_relevance(ref, ref.from_host(be.to_host(q), qk),
-                                               ref.from_host(be.to_host(k), qk), layout, selection);
+                                               ref.from_host(be.to_host(k), qk), layout,
+                                               selection);  // [B, N]
     star::test::require_close(be.to_host(relevance), ref.to_host(rounded), 2e-5, "rounded inputs");
   }
 }
@@ -252,20 +257,25 @@ latent_case make_latent_case(std::uint64_t seed, bool on_policy_uniform) {
   return c;
 }
 
-/// The objective inputs on backend `be` with policy means `mu` (a leaf that may require grad).
+/// The objective inputs on backend `be` with policy means `mu` (a leaf that may require grad);
+/// W and gamma only `with_allocation`.
 template <class B>
 star::policy_objective_inputs<typename B::tensor> inputs_on(const B& be, const latent_case& c,
                                                             const typename B::tensor& mu,
                                                             bool with_allocation) {
   const star::shape tokens{c.rows, c.tokens}, rows{c.rows};
+  const auto x_next = be.from_host(c.x_next, c.latent);  // [B, C, H, W]
+  const auto mu_ref = be.from_host(c.mu_ref, c.latent);  // [B, C, H, W]
   star::policy_objective_inputs<typename B::tensor> in{
-      star::per_token_log_prob(be, be.from_host(c.x_next, c.latent), mu, c.coefficients, c.patch),
-      be.from_host(c.ell_old, tokens), be.from_host(c.advantages, rows), std::nullopt,
+      star::per_token_log_prob(be, x_next, mu, c.coefficients, c.patch),  // [R, N]
+      be.from_host(c.ell_old, tokens),                                     // [R, N]
+      be.from_host(c.advantages, rows),                                    // [R]
       std::nullopt,
-      star::per_token_kl(be, mu, be.from_host(c.mu_ref, c.latent), c.coefficients, c.patch)};
+      std::nullopt,
+      star::per_token_kl(be, mu, mu_ref, c.coefficients, c.patch)};  // [R, N]
   if (with_allocation) {
-    in.allocation = be.from_host(c.allocation, tokens);
-    in.step_weights = be.from_host(c.step_weights, rows);
+    in.allocation = be.from_host(c.allocation, tokens);     // [R, N]
+    in.step_weights = be.from_host(c.step_weights, rows);  // [R]
   }
   return in;
 }
@@ -296,9 +306,8 @@ TEST_CASE("autograd: gradients of every objective mode w.r.t. ell, the KL and mu
         options.mode = mode;
         options.beta = 0.04;
         options.kl_weights = weighting;
-        const bool with_allocation = true;
 
-        const auto ref_in = inputs_on(ref, c, ref.from_host(c.mu, c.latent), with_allocation);
+        const auto ref_in = inputs_on(ref, c, ref.from_host(c.mu, c.latent), true);
         const auto ref_result = star::spatial_policy_objective(ref, ref_in, options);
         REQUIRE(ref_result.clip_fraction > 0.0);
         REQUIRE(ref_result.clip_fraction < 1.0);
@@ -309,9 +318,9 @@ TEST_CASE("autograd: gradients of every objective mode w.r.t. ell, the KL and mu
 
         const backend be(at::kCPU, dtype);
         // d loss / d ell and d loss / d kl: both as leaves.
-        auto in = inputs_on(be, c, be.from_host(c.mu, c.latent), with_allocation);
-        in.log_prob = in.log_prob.detach().requires_grad_(true);
-        in.kl = in.kl->detach().requires_grad_(true);
+        auto in = inputs_on(be, c, be.from_host(c.mu, c.latent), true);
+        in.log_prob = in.log_prob.detach().requires_grad_(true);  // [R, N]
+        in.kl = in.kl->detach().requires_grad_(true);              // [R, N]
         const auto result = star::spatial_policy_objective(be, in, options);
         CHECK(result.clip_fraction == ref_result.clip_fraction);
         result.loss.backward();
@@ -322,8 +331,7 @@ TEST_CASE("autograd: gradients of every objective mode w.r.t. ell, the KL and mu
 
         // d loss / d mu through per_token_log_prob and per_token_kl.
         const auto mu = be.from_host(c.mu, c.latent).requires_grad_(true);  // [B, C, H, W]
-        star::spatial_policy_objective(be, inputs_on(be, c, mu, with_allocation), options)
-            .loss.backward();
+        star::spatial_policy_objective(be, inputs_on(be, c, mu, true), options).loss.backward();
         star::test::require_close(be.to_host(mu.grad()), want_mu, tol, "d loss / d mu");
       }
 }
@@ -341,7 +349,8 @@ TEST_CASE("I1 through autograd: token-mode and scalar-mode gradients are equal w
     token.mode = star::objective_mode::token;
     scalar.mode = star::objective_mode::scalar;
     token.beta = scalar.beta = 0.04;
-    const auto gradient = [&](const star::policy_objective_options& options, bool uniform_allocation) {
+    const auto gradient = [&](const star::policy_objective_options& options,
+                              bool uniform_allocation) {
       const auto mu = be.from_host(c.mu, c.latent).requires_grad_(true);  // [B, C, H, W]
       const auto result = star::spatial_policy_objective(
           be, inputs_on(be, c, mu, uniform_allocation), options);
@@ -351,7 +360,8 @@ TEST_CASE("I1 through autograd: token-mode and scalar-mode gradients are equal w
     };
     const auto token_gradient = gradient(token, true);  // W = 1, gamma = 1
     const auto scalar_gradient = gradient(scalar, false);  // the baseline: no allocation
-    REQUIRE(std::any_of(token_gradient.begin(), token_gradient.end(), [](double g) { return g != 0.0; }));
+    REQUIRE(std::any_of(token_gradient.begin(), token_gradient.end(),
+                        [](double g) { return g != 0.0; }));
     star::test::require_close(token_gradient, scalar_gradient, tol, "d loss / d mu");
   }
 }
@@ -374,16 +384,15 @@ TEST_CASE("attention_with_lse with Dv != D equals ATen's explicit softmax in dou
   INFO("seed " << seed);
   const backend be;
   const star::shape qk{2, 3, 11, 8}, values{2, 3, 11, 5};  // D = 8, Dv = 5
-  const auto q = be.from_host(star::test::normal(528, seed), qk).requires_grad_(true);  // [B, H, T, D]
+  const auto q =
+      be.from_host(star::test::normal(528, seed), qk).requires_grad_(true);  // [B, H, T, D]
   const auto k = be.from_host(star::test::normal(528, seed + 1), qk);      // [B, H, T, D]
   const auto v = be.from_host(star::test::normal(330, seed + 2), values);  // [B, H, T, Dv]
-  const auto result = star::libtorch::attention_with_lse(q, k, v, 0.3, 4);
-  const auto scores = at::matmul(q.detach().to(at::kDouble), k.to(at::kDouble).transpose(2, 3)) *
-                      0.3;  // [B, H, T, T]
-  const auto want_output = at::matmul(at::softmax(scores, -1), v.to(at::kDouble));  // [B, H, T, Dv]
-  star::test::require_close(be.to_host(result.output), be.to_host(want_output), 2e-5, "output");
-  star::test::require_close(be.to_host(result.lse), be.to_host(at::logsumexp(scores, -1)), 2e-5,
-                            "lse");
+  const auto result =
+      star::libtorch::attention_with_lse(q, k, v, 0.3, 4);  // [B, H, T, Dv], lse [B, H, T]
+  const auto want = star::test::explicit_attention(q, k, v, 0.3);  // [B, H, T, Dv], lse [B, H, T]
+  star::test::require_close(be.to_host(result.output), be.to_host(want.output), 2e-5, "output");
+  star::test::require_close(be.to_host(result.lse), be.to_host(want.lse), 2e-5, "lse");
   REQUIRE(result.output.requires_grad());
   REQUIRE_FALSE(result.lse.requires_grad());
   result.output.sum().backward();
@@ -400,13 +409,16 @@ TEST_CASE("the read-out of bfloat16 q, k (only the gathered rows converted) equa
   INFO("seed " << seed);
   const auto count = static_cast<std::size_t>(star::numel(qk));
   const backend be;
-  const auto q = be.from_host(star::test::normal(count, seed), qk).to(at::kBFloat16);  // [B, H, T, D]
-  const auto k = be.from_host(star::test::normal(count, seed + 1), qk).to(at::kBFloat16);  // [B, H, T, D]
-  const auto q_float = q.to(at::kFloat), k_float = k.to(at::kFloat);  // [B, H, T, D]
+  const auto q =
+      be.from_host(star::test::normal(count, seed), qk).to(at::kBFloat16);  // [B, H, T, D]
+  const auto k =
+      be.from_host(star::test::normal(count, seed + 1), qk).to(at::kBFloat16);  // [B, H, T, D]
+  const auto q_float = q.to(at::kFloat), k_float = k.to(at::kFloat);  // [B, H, T, D] all four
   const auto lse = star::libtorch::attention_with_lse(q_float, k_float, q_float).lse;  // [B, H, T]
   const star::text_selection selection{{7, 0, 4}, {0.2, 0.5, 0.3}};
 
-  const auto image_lse = lse.slice(2, layout.image_begin(), layout.image_begin() + 20);  // [B, H, N]
+  const auto image_lse =
+      lse.slice(2, layout.image_begin(), layout.image_begin() + 20);  // [B, H, N]
   star::test::require_close(
       be.to_host(star::libtorch::selected_attention_probabilities(be, q, k, layout,
                                                                   selection.indices, lse)),
@@ -414,65 +426,75 @@ TEST_CASE("the read-out of bfloat16 q, k (only the gathered rows converted) equa
                                                image_lse)),
       1e-6, "bfloat16 rows converted after gathering");
 
-  const auto want = star::libtorch::selected_block_relevance(be, q, k, layout, selection, lse);  // [B, N]
-  star::lse_relevance_accumulator<backend> accumulator(be, selection, {}, std::set<std::int64_t>{0, 2});
+  const auto want =
+      star::libtorch::selected_block_relevance(be, q, k, layout, selection, lse);  // [B, N]
+  star::lse_relevance_accumulator<backend> accumulator(be, selection, {},
+                                                       std::set<std::int64_t>{0, 2});
+  const auto q_grad = q.detach().requires_grad_(true);  // [B, H, T, D]
   for (std::int64_t block = 0; block < 3; ++block)
-    REQUIRE(star::libtorch::add_selected_block(accumulator, block, q.detach().requires_grad_(true), k,
-                                               layout, lse) == (block != 1));
+    REQUIRE(star::libtorch::add_selected_block(accumulator, block, q_grad, k, layout, lse) ==
+            (block != 1));
   REQUIRE(accumulator.blocks_added() == 2);
   const auto mean = accumulator.result();  // [B, N]
   REQUIRE_FALSE(mean.requires_grad());
   star::test::require_close(be.to_host(mean), be.to_host(want), 1e-6, "mean of equal maps");
 
   star::lse_relevance_accumulator<backend> with_nan(be, selection);
-  REQUIRE(star::libtorch::add_selected_block(with_nan, 0, q, k, layout, lse.clone().fill_(NAN)));
+  const auto nan_lse = lse.clone().fill_(NAN);  // [B, H, T]
+  REQUIRE(star::libtorch::add_selected_block(with_nan, 0, q, k, layout, nan_lse));
   REQUIRE_THROWS_AS(with_nan.result(), star::value_error);
-  REQUIRE_THROWS_AS(star::libtorch::add_selected_block(with_nan, 1, q, k, layout, image_lse),
-                    star::shape_error);
-  REQUIRE_THROWS_WITH(star::libtorch::add_selected_block(with_nan, 1, q, k, layout, image_lse),
-                      Catch::Contains("lse: expected shape [B, H, T]"));
-  REQUIRE_THROWS_WITH(star::libtorch::add_selected_block(with_nan, 1, q, k.to(at::kInt), layout, lse),
+  require_throws<star::shape_error>(
+      [&] { star::libtorch::add_selected_block(with_nan, 1, q, k, layout, image_lse); },
+      "lse: expected shape [B, H, T]");
+  const auto int_k = k.to(at::kInt);  // [B, H, T, D]
+  REQUIRE_THROWS_WITH(star::libtorch::add_selected_block(with_nan, 1, q, int_k, layout, lse),
                       Catch::Contains("k: expected a floating dtype"));
 }
 
 TEST_CASE("attention_with_lse and the read-out reject bad inputs, naming them",
           "[torch][attention][errors]") {
-  const auto q = at::randn({1, 2, 30, 8}), v = at::randn({1, 2, 30, 4});
-  REQUIRE_THROWS_AS(star::libtorch::attention_with_lse(q.view({2, 30, 8}), q, v), star::shape_error);
-  REQUIRE_THROWS_WITH(star::libtorch::attention_with_lse(q.view({2, 30, 8}), q, v), Catch::Contains("q"));
-  REQUIRE_THROWS_WITH(star::libtorch::attention_with_lse(q, q.slice(2, 0, 29), v), Catch::Contains("k: expected shape"));
-  REQUIRE_THROWS_WITH(star::libtorch::attention_with_lse(q, q, v.slice(2, 0, 29)), Catch::Contains("v: expected shape"));
-  REQUIRE_THROWS_AS(star::libtorch::attention_with_lse(q, q, v, -1.0), star::option_error);
-  REQUIRE_THROWS_WITH(star::libtorch::attention_with_lse(q, q, v, -1.0), Catch::Contains("scale"));
-  REQUIRE_THROWS_WITH(star::libtorch::attention_with_lse(q, q, v, std::nullopt, 0), Catch::Contains("key_chunk"));
-  REQUIRE_THROWS_WITH(star::libtorch::attention_with_lse(q, at::Tensor(), v), Catch::Contains("k: the tensor is undefined"));
-  REQUIRE_THROWS_AS(star::libtorch::attention_with_lse(q.to(at::kLong), q, v), star::value_error);
-  REQUIRE_THROWS_WITH(star::libtorch::attention_with_lse(q.to(at::kLong), q, v),
-                      Catch::Contains("q: expected a floating dtype, got Long"));
-  REQUIRE_THROWS_WITH(star::libtorch::attention_with_lse(q, q, v.to(at::kBool)),
+  using star::libtorch::attention_with_lse, star::libtorch::selected_attention_probabilities;
+  using star::option_error, star::shape_error, star::value_error;
+  const auto q = at::randn({1, 2, 30, 8});  // [B, H, T, D]
+  const auto v = at::randn({1, 2, 30, 4});  // [B, H, T, Dv]
+  const auto q_rank_3 = q.view({2, 30, 8});  // [B * H, T, D]
+  require_throws<shape_error>([&] { attention_with_lse(q_rank_3, q, v); }, "q");
+  REQUIRE_THROWS_WITH(attention_with_lse(q, q.slice(2, 0, 29), v),  // k [B, H, T - 1, D]
+                      Catch::Contains("k: expected shape"));
+  REQUIRE_THROWS_WITH(attention_with_lse(q, q, v.slice(2, 0, 29)),  // v [B, H, T - 1, Dv]
+                      Catch::Contains("v: expected shape"));
+  require_throws<option_error>([&] { attention_with_lse(q, q, v, -1.0); }, "scale");
+  REQUIRE_THROWS_WITH(attention_with_lse(q, q, v, std::nullopt, 0), Catch::Contains("key_chunk"));
+  REQUIRE_THROWS_WITH(attention_with_lse(q, at::Tensor(), v),
+                      Catch::Contains("k: the tensor is undefined"));
+  const auto q_long = q.to(at::kLong);  // [B, H, T, D]
+  require_throws<value_error>([&] { attention_with_lse(q_long, q, v); },
+                              "q: expected a floating dtype, got Long");
+  REQUIRE_THROWS_WITH(attention_with_lse(q, q, v.to(at::kBool)),  // [B, H, T, Dv]
                       Catch::Contains("v: expected a floating dtype, got Bool"));
   const auto no_dims = at::zeros({1, 2, 30, 0});   // [B, H, T, 0]
   const auto no_tokens = at::zeros({1, 2, 0, 8});  // [B, H, 0, D]
-  REQUIRE_THROWS_AS(star::libtorch::attention_with_lse(no_dims, no_dims, v), star::shape_error);
-  REQUIRE_THROWS_WITH(star::libtorch::attention_with_lse(no_dims, no_dims, v),
-                      Catch::Contains("q: expected [B, H, T, D] with T >= 1 and D >= 1"));
-  REQUIRE_THROWS_WITH(star::libtorch::attention_with_lse(no_tokens, no_tokens, v.slice(2, 0, 0)),
+  require_throws<shape_error>([&] { attention_with_lse(no_dims, no_dims, v); },
+                              "q: expected [B, H, T, D] with T >= 1 and D >= 1");
+  REQUIRE_THROWS_WITH(attention_with_lse(no_tokens, no_tokens, v.slice(2, 0, 0)),  // [B, H, 0, Dv]
                       Catch::Contains("T >= 1"));
 
   const star::token_layout layout{4, 5, {{"t5", 10}}, true};  // T = 30
   const backend be;
-  const auto lse = star::libtorch::attention_with_lse(q, q, v).lse;  // [1, 2, 30]
+  const auto lse = attention_with_lse(q, q, v).lse;  // [1, 2, 30]
   const std::vector<std::int64_t> columns{0, 9};
-  REQUIRE_THROWS_AS(star::libtorch::selected_attention_probabilities(be, q, q, layout, columns, lse.slice(2, 0, 20)),
-                    star::shape_error);
-  REQUIRE_THROWS_WITH(star::libtorch::selected_attention_probabilities(be, q, q, layout, columns, lse.slice(2, 0, 20)),
-                      Catch::Contains("lse: expected shape [B, H, T]"));
-  REQUIRE_THROWS_WITH(star::libtorch::selected_attention_probabilities(be, q, q, layout, std::vector<std::int64_t>{10}, lse),
-                      Catch::Contains("columns"));
-  const auto nan_lse = lse.clone().fill_(NAN);
-  REQUIRE_THROWS_AS(star::libtorch::selected_attention_probabilities(be, q, q, layout, columns, nan_lse),
-                    star::value_error);
-  REQUIRE(star::libtorch::lse_from_log2(at::ones({2})).allclose(at::full({2}, std::log(2.0))));
+  const auto image_lse = lse.slice(2, 0, 20);  // [B, H, N]
+  require_throws<shape_error>(
+      [&] { selected_attention_probabilities(be, q, q, layout, columns, image_lse); },
+      "lse: expected shape [B, H, T]");
+  REQUIRE_THROWS_WITH(
+      selected_attention_probabilities(be, q, q, layout, std::vector<std::int64_t>{10}, lse),
+      Catch::Contains("columns"));
+  const auto nan_lse = lse.clone().fill_(NAN);  // [B, H, T]
+  REQUIRE_THROWS_AS(selected_attention_probabilities(be, q, q, layout, columns, nan_lse),
+                    value_error);
+  const auto two = at::ones({2});  // [2]
+  REQUIRE(star::libtorch::lse_from_log2(two).allclose(at::full({2}, std::log(2.0))));  // [2]
 }
 
 }  // namespace

@@ -4,14 +4,14 @@
 // device is played by the meta device; extents beyond the limits by expanded (stride 0) views.
 #include <catch2/catch.hpp>
 
-#include <cmath>
 #include <cstdint>
 #include <limits>
 #include <optional>
-#include <utility>
 #include <string>
+#include <utility>
 #include <vector>
 
+#include "require_throws.hpp"
 #include "star/torch/cuda_op_checks.hpp"
 
 namespace {
@@ -32,9 +32,7 @@ at::Tensor on_meta(at::IntArrayRef sizes) {
 template <class Error, class Case, class Modify>
 void require_rejects(Case valid, const Modify& modify, const std::string& text) {
   modify(valid);
-  INFO("expected " << text);
-  REQUIRE_THROWS_AS(valid.check(), Error);
-  REQUIRE_THROWS_WITH(valid.check(), Catch::Contains(text));
+  star::test::require_throws<Error>([&] { valid.check(); }, text);
 }
 
 /// Valid inputs of `accumulate_relevance_cuda`: B = 2, H = 3, N = 4 x 5, L = 7 + 9, D = 16.
@@ -98,10 +96,10 @@ TEST_CASE("cuda op checks: accumulate_relevance_cuda accepts every kernel dtype,
   for (const auto dtype : {at::kHalf, at::kBFloat16}) {
     readout_case c;
     // heads interleaved, as after a projection: strided [B, H, T, D] views of [B, T, H, D]
-    c.q = at::zeros({2, 36, 3, 16}, dtype).transpose(1, 2);
-    c.k = at::zeros({2, 36, 3, 16}, dtype).transpose(1, 2);
+    c.q = at::zeros({2, 36, 3, 16}, dtype).transpose(1, 2);  // [B, H, T, D]
+    c.k = at::zeros({2, 36, 3, 16}, dtype).transpose(1, 2);  // [B, H, T, D]
     c.lse = at::zeros({2, 3, 36}, dtype);  // [B, H, T], any floating dtype
-    c.relevance = at::Tensor();            // undefined: the wrapper starts from zeros
+    c.relevance = at::Tensor();  // undefined: the wrapper makes a new map the kernel fills
     REQUIRE_NOTHROW(c.check());
   }
   readout_case text_first;
@@ -127,27 +125,31 @@ TEST_CASE("cuda op checks: accumulate_relevance_cuda rejects a bad layout, q or 
                                "q: the tensor is undefined");
   require_rejects<value_error>(valid, [](auto& c) { c.k = at::Tensor(); },
                                "k: the tensor is undefined");
-  require_rejects<shape_error>(valid, [](auto& c) { c.q = at::zeros({2, 3, 36}); },
+  require_rejects<shape_error>(valid, [](auto& c) { c.q = at::zeros({2, 3, 36}); },  // [B, H, T]
                                "q: expected rank 4");
   require_rejects<shape_error>(valid, [](auto& c) { c.set_qk({2, 3, 35, 16}); },
                                "q: expected T = layout.total_tokens()");
-  require_rejects<shape_error>(valid, [](auto& c) { c.k = at::zeros({2, 3, 36, 8}); },
-                               "k: expected shape [B, H, T, D] (the shape of q) = [2, 3, 36, 16], "
-                               "got [2, 3, 36, 8]");
-  require_rejects<shape_error>(valid, [](auto& c) { c.set_qk({0, 3, 36, 16}); }, "q: every extent");
+  require_rejects<shape_error>(valid,
+                               [](auto& c) { c.k = at::zeros({2, 3, 36, 8}); },  // [B, H, T, 8]
+                               "k: expected shape [B, H, T, D] (the shape of q) = "
+                               "[2, 3, 36, 16], got [2, 3, 36, 8]");
+  require_rejects<shape_error>(valid, [](auto& c) { c.set_qk({0, 3, 36, 16}); },
+                               "q: every extent");
   require_rejects<shape_error>(valid, [](auto& c) { c.set_qk({65536, 3, 36, 16}); },
                                "q: B = 65536 is outside [1, 65535]");
   require_rejects<shape_error>(valid, [](auto& c) { c.set_qk({2, 65536, 36, 16}); },
                                "q: H = 65536 is outside [1, 65535]");
   require_rejects<shape_error>(valid, [](auto& c) { c.set_qk({2, 3, 36, 769}); },
                                "q: D = 769 is outside [1, 768]");
-  require_rejects<value_error>(valid,
-                               [](auto& c) { c.q = c.k = at::zeros({2, 3, 36, 16}, at::kDouble); },
-                               "q: expected float32, float16 or bfloat16, got Double");
-  require_rejects<value_error>(valid, [](auto& c) { c.k = at::zeros({2, 3, 36, 16}, at::kHalf); },
-                               "k: expected the dtype of q (Float), got Half");
-  require_rejects<value_error>(valid, [](auto& c) { c.k = on_meta({2, 3, 36, 16}); },
-                               "k: expected a tensor on the device of q (cpu), got one on meta");
+  require_rejects<value_error>(
+      valid, [](auto& c) { c.q = c.k = at::zeros({2, 3, 36, 16}, at::kDouble); },  // [B, H, T, D]
+      "q: expected float32, float16 or bfloat16, got Double");
+  require_rejects<value_error>(
+      valid, [](auto& c) { c.k = at::zeros({2, 3, 36, 16}, at::kHalf); },  // [B, H, T, D]
+      "k: expected the dtype of q (Float), got Half");
+  require_rejects<value_error>(
+      valid, [](auto& c) { c.k = on_meta({2, 3, 36, 16}); },  // [B, H, T, D]
+      "k: expected a tensor on the device of q (cpu), got one on meta");
 }
 
 TEST_CASE("cuda op checks: accumulate_relevance_cuda rejects a bad lse or relevance",
@@ -157,25 +159,29 @@ TEST_CASE("cuda op checks: accumulate_relevance_cuda rejects a bad lse or releva
   require_rejects<value_error>(valid, [](auto& c) { c.lse = at::Tensor(); },
                                "lse: the tensor is undefined");
   // the image rows only, the shape before lse covered the whole joint sequence
-  require_rejects<shape_error>(valid, [](auto& c) { c.lse = at::zeros({2, 3, 20}); },
+  require_rejects<shape_error>(valid, [](auto& c) { c.lse = at::zeros({2, 3, 20}); },  // [B, H, N]
                                "lse: expected shape [B, H, T] = [2, 3, 36], got [2, 3, 20]");
-  require_rejects<value_error>(valid, [](auto& c) { c.lse = at::zeros({2, 3, 36}, at::kLong); },
-                               "lse: expected a floating-point tensor");
-  require_rejects<value_error>(valid, [](auto& c) { c.lse = on_meta({2, 3, 36}); },
+  require_rejects<value_error>(
+      valid, [](auto& c) { c.lse = at::zeros({2, 3, 36}, at::kLong); },  // [B, H, T]
+      "lse: expected a floating-point tensor");
+  require_rejects<value_error>(valid, [](auto& c) { c.lse = on_meta({2, 3, 36}); },  // [B, H, T]
                                "lse: expected a tensor on the device of q");
-  require_rejects<shape_error>(valid, [](auto& c) { c.relevance = at::zeros({2, 36}); },
+  require_rejects<shape_error>(valid, [](auto& c) { c.relevance = at::zeros({2, 36}); },  // [B, T]
                                "relevance: expected shape [B, N] = [2, 20], got [2, 36]");
-  require_rejects<value_error>(valid, [](auto& c) { c.relevance = at::zeros({2, 20}, at::kHalf); },
-                               "relevance: expected a float32 accumulator, got Half");
-  require_rejects<value_error>(valid, [](auto& c) { c.relevance = at::zeros({1, 20}).expand({2, 20}); },
-                               "relevance: its elements may overlap in memory");
+  require_rejects<value_error>(
+      valid, [](auto& c) { c.relevance = at::zeros({2, 20}, at::kHalf); },  // [B, N]
+      "relevance: expected a float32 accumulator, got Half");
+  require_rejects<value_error>(
+      valid, [](auto& c) { c.relevance = at::zeros({1, 20}).expand({2, 20}); },  // [B, N]
+      "relevance: its elements may overlap in memory");
   // strides ATen does not decide: row b starts one element after row b - 1
-  require_rejects<value_error>(valid, [](auto& c) { c.relevance = at::zeros({21}).as_strided({2, 20}, {1, 1}); },
-                               "relevance: its elements may overlap in memory");
+  require_rejects<value_error>(
+      valid, [](auto& c) { c.relevance = at::zeros({21}).as_strided({2, 20}, {1, 1}); },  // [B, N]
+      "relevance: its elements may overlap in memory");
   readout_case apart;  // strides [80, 2]: not dense (ATen finds it too hard), yet apart
-  apart.relevance = at::zeros({2, 80}).slice(1, 0, 40, 2);
+  apart.relevance = at::zeros({2, 80}).slice(1, 0, 40, 2);  // [B, N]
   REQUIRE_NOTHROW(apart.check());
-  require_rejects<value_error>(valid, [](auto& c) { c.relevance = on_meta({2, 20}); },
+  require_rejects<value_error>(valid, [](auto& c) { c.relevance = on_meta({2, 20}); },  // [B, N]
                                "relevance: expected a tensor on the device of q");
 }
 
@@ -230,31 +236,32 @@ TEST_CASE("cuda op checks: allocate_cuda rejects a bad relevance, tau, lambda or
   const allocation_case valid;
   require_rejects<value_error>(valid, [](auto& c) { c.relevance = at::Tensor(); },
                                "relevance: the tensor is undefined");
-  require_rejects<shape_error>(valid, [](auto& c) { c.relevance = at::zeros({64}); },
+  require_rejects<shape_error>(valid, [](auto& c) { c.relevance = at::zeros({64}); },  // [N]
                                "relevance: expected rank 2 [B, N], got shape [64]");
-  require_rejects<shape_error>(valid, [](auto& c) { c.relevance = at::zeros({0, 64}); },
+  require_rejects<shape_error>(valid, [](auto& c) { c.relevance = at::zeros({0, 64}); },  // [0, N]
                                "relevance: B = 0 is outside");
-  require_rejects<shape_error>(valid, [](auto& c) { c.relevance = at::zeros({3, 0}); },
+  require_rejects<shape_error>(valid, [](auto& c) { c.relevance = at::zeros({3, 0}); },  // [B, 0]
                                "relevance: N = 0 is outside [1, 4096]");
-  require_rejects<shape_error>(valid, [](auto& c) { c.relevance = at::zeros({3, 4097}); },
+  require_rejects<shape_error>(valid,
+                               [](auto& c) { c.relevance = at::zeros({3, 4097}); },  // [B, N]
                                "relevance: N = 4097 is outside [1, 4096]");
   require_rejects<shape_error>(
-      valid, [](auto& c) { c.relevance = at::zeros({1, 1}).expand({2147483648, 1}); },
+      valid, [](auto& c) { c.relevance = at::zeros({1, 1}).expand({2147483648, 1}); },  // [B, N]
       "relevance: B = 2147483648 is outside [1, 2147483647]");
-  require_rejects<value_error>(valid,
-                               [](auto& c) { c.relevance = at::zeros({3, 64}, at::kDouble); },
-                               "relevance: expected float32, float16 or bfloat16");
+  require_rejects<value_error>(
+      valid, [](auto& c) { c.relevance = at::zeros({3, 64}, at::kDouble); },  // [B, N]
+      "relevance: expected float32, float16 or bfloat16");
   for (const double tau : {0.0, -1.0, nan, inf, beyond_float32, below_float32}) {
     INFO("tau " << tau);
     require_rejects<option_error>(valid, [&](auto& c) { c.tau = tau; }, "tau: expected");
   }
   require_rejects<value_error>(valid, [](auto& c) { c.lambda = at::Tensor(); },
                                "lambda: the tensor is undefined");
-  require_rejects<shape_error>(valid, [](auto& c) { c.lambda = at::zeros({3, 1}); },
+  require_rejects<shape_error>(valid, [](auto& c) { c.lambda = at::zeros({3, 1}); },  // [B, 1]
                                "lambda: expected shape [B] = [3], got [3, 1]");
-  require_rejects<value_error>(valid, [](auto& c) { c.lambda = at::zeros({3}, at::kInt); },
+  require_rejects<value_error>(valid, [](auto& c) { c.lambda = at::zeros({3}, at::kInt); },  // [B]
                                "lambda: expected a floating-point tensor");
-  require_rejects<value_error>(valid, [](auto& c) { c.lambda = on_meta({3}); },
+  require_rejects<value_error>(valid, [](auto& c) { c.lambda = on_meta({3}); },  // [B]
                                "lambda: expected a tensor on the device of relevance");
   for (const double w_max : {0.5, 0.0, nan, inf, beyond_float32}) {
     INFO("w_max " << w_max);
@@ -283,19 +290,23 @@ TEST_CASE("cuda op checks: token_objective_cuda rejects bad tensors", "[torch][c
   const objective_case valid;
   require_rejects<value_error>(valid, [](auto& c) { c.log_prob = at::Tensor(); },
                                "log_prob: the tensor is undefined");
-  require_rejects<shape_error>(valid, [](auto& c) { c.log_prob = at::zeros({40}); },
+  require_rejects<shape_error>(valid, [](auto& c) { c.log_prob = at::zeros({40}); },  // [R * N]
                                "log_prob: expected rank 2 [R, N], got shape [40]");
-  require_rejects<shape_error>(valid, [](auto& c) { c.log_prob = at::zeros({0, 10}); },
+  require_rejects<shape_error>(valid, [](auto& c) { c.log_prob = at::zeros({0, 10}); },  // [0, N]
                                "log_prob: R = 0 is outside");
-  require_rejects<shape_error>(valid, [](auto& c) { c.log_prob = at::zeros({4, 0}); },
-                               "log_prob: expected at least one token, got shape [R, N] = [4, 0]");
-  require_rejects<value_error>(valid, [](auto& c) { c.log_prob = at::zeros({4, 10}, at::kDouble); },
-                               "log_prob: expected float32, float16 or bfloat16");
+  require_rejects<shape_error>(valid, [](auto& c) { c.log_prob = at::zeros({4, 0}); },  // [R, 0]
+                               "log_prob: expected at least one token, got shape [R, N] = "
+                               "[4, 0]");
+  require_rejects<value_error>(
+      valid, [](auto& c) { c.log_prob = at::zeros({4, 10}, at::kDouble); },  // [R, N]
+      "log_prob: expected float32, float16 or bfloat16");
   // every tensor but log_prob: presence (kl and step_weights are optional), shape, dtype, device
   using member = at::Tensor objective_case::*;
   const std::vector<std::pair<std::string, member>> companions{
-      {"old_log_prob", &objective_case::old_log_prob}, {"allocation", &objective_case::allocation},
-      {"advantages", &objective_case::advantages}, {"step_weights", &objective_case::step_weights},
+      {"old_log_prob", &objective_case::old_log_prob},
+      {"allocation", &objective_case::allocation},
+      {"advantages", &objective_case::advantages},
+      {"step_weights", &objective_case::step_weights},
       {"kl", &objective_case::kl}};
   for (const auto& companion : companions) {
     const std::string& arg = companion.first;
@@ -309,11 +320,12 @@ TEST_CASE("cuda op checks: token_objective_cuda rejects bad tensors", "[torch][c
                                                     : std::vector<std::int64_t>{4, 10};
     const std::string expected = per_row ? "[R] = [4], got [4, 9]"
                                          : "[R, N] like log_prob = [4, 10], got [4, 9]";
-    require_rejects<shape_error>(valid, [&](auto& c) { c.*tensor = at::zeros({4, 9}); },
+    require_rejects<shape_error>(valid, [&](auto& c) { c.*tensor = at::zeros({4, 9}); },  // [R, 9]
                                  arg + ": expected shape " + expected);
-    require_rejects<value_error>(valid, [&](auto& c) { c.*tensor = at::zeros(sizes, at::kInt); },
-                                 arg + ": expected a floating-point tensor");
-    require_rejects<value_error>(valid, [&](auto& c) { c.*tensor = on_meta(sizes); },
+    require_rejects<value_error>(
+        valid, [&](auto& c) { c.*tensor = at::zeros(sizes, at::kInt); },  // sizes
+        arg + ": expected a floating-point tensor");
+    require_rejects<value_error>(valid, [&](auto& c) { c.*tensor = on_meta(sizes); },  // sizes
                                  arg + ": expected a tensor on the device of log_prob");
   }
   require_rejects<option_error>(valid, [](auto& c) { c.kl = at::Tensor(); },
@@ -326,7 +338,8 @@ TEST_CASE("cuda op checks: token_objective_cuda rejects options outside their ra
   const objective_case valid;
   for (const double clip : {0.0, 1.0, -0.1, 1.0 - 1e-10, below_float32, nan, beyond_float32}) {
     INFO("token_clip_range " << clip);
-    require_rejects<star::option_error>(valid, [&](auto& c) { c.options.token_clip_range = clip; },
+    require_rejects<star::option_error>(valid,
+                                        [&](auto& c) { c.options.token_clip_range = clip; },
                                         "cuda_token_objective_options.token_clip_range");
   }
   for (const double beta : {-1.0, nan, inf, beyond_float32}) {
@@ -336,7 +349,8 @@ TEST_CASE("cuda op checks: token_objective_cuda rejects options outside their ra
   }
 }
 
-TEST_CASE("cuda op checks: a rejected value is printed in full precision", "[torch][cuda_checks]") {
+TEST_CASE("cuda op checks: a rejected value is printed in full precision",
+          "[torch][cuda_checks]") {
   // 1 - 1e-10 rounds to 1 in float32; rounded to 6 digits, the message would read "got 1"
   require_rejects<star::option_error>(
       objective_case{}, [](auto& c) { c.options.token_clip_range = 1.0 - 1e-10; },

@@ -7,8 +7,8 @@
 #include <catch2/catch.hpp>
 
 #include <chrono>
-#include <cstdint>
 #include <limits>
+#include <span>
 #include <string>
 #include <vector>
 
