@@ -31,7 +31,8 @@ struct device_buffer {
 template <class T>
 T narrow(double x) {
   if constexpr (std::is_same_v<T, __half>) return __float2half(static_cast<float>(x));
-  else if constexpr (std::is_same_v<T, __nv_bfloat16>) return __float2bfloat16(static_cast<float>(x));
+  else if constexpr (std::is_same_v<T, __nv_bfloat16>)
+    return __float2bfloat16(static_cast<float>(x));
   else return static_cast<float>(x);
 }
 
@@ -85,12 +86,46 @@ void fill_bytes(void* data, int value, std::size_t bytes) {
   if (cudaMemset(data, value, bytes) != cudaSuccess) throw std::runtime_error("cudaMemset failed");
 }
 
-/// `count` elements of a device buffer, widened to double.
+/// An objective case ready to launch: its inputs on the device, one totals record, a workspace
+/// whose count of finished rows is zero, and the options of `c`.
 template <class T>
-std::vector<double> download(const T* data, std::size_t count) {
+struct device_objective {
+  device_objective_inputs<T> inputs;
+  device_buffer<star::cuda::token_objective_totals> totals{1};
+  std::size_t bytes;
+  device_buffer<unsigned char> workspace;
+  star::cuda::token_objective_params params;
+
+  explicit device_objective(const objective_case& c)
+      : inputs(c),
+        bytes(star::cuda::token_objective_workspace_bytes(c.rows)),
+        workspace(bytes),
+        params{static_cast<float>(c.clip_range), static_cast<float>(c.beta),
+               c.kl_weighted_by_allocation} {
+    fill_bytes(workspace.data, 0, bytes);
+  }
+
+  /// The forward pass into `out`, writing `gradient` too; its launch status.
+  cudaError_t forward(star::cuda::token_objective_totals* out,
+                      const star::cuda::token_objective_gradient& gradient = {}) const {
+    return star::cuda::token_objective_forward(inputs.view, params, out, workspace.data, bytes,
+                                               nullptr, gradient);
+  }
+};
+
+/// `count` elements of `T` at `data` on the device, copied to the host.
+template <class T>
+std::vector<T> copy_to_host(const T* data, std::size_t count) {
   std::vector<T> host(count);
   if (cudaMemcpy(host.data(), data, count * sizeof(T), cudaMemcpyDeviceToHost) != cudaSuccess)
     throw std::runtime_error("cudaMemcpy to host failed");
+  return host;
+}
+
+/// `count` elements of a device buffer, widened to double.
+template <class T>
+std::vector<double> download(const T* data, std::size_t count) {
+  const std::vector<T> host = copy_to_host(data, count);
   std::vector<double> out(count);
   for (std::size_t i = 0; i < count; ++i) out[i] = widen(host[i]);
   return out;
@@ -98,10 +133,7 @@ std::vector<double> download(const T* data, std::size_t count) {
 
 /// Whether two device buffers of `count` floats hold the same bits.
 bool same_bits(const float* a, const float* b, std::size_t count) {
-  std::vector<float> host_a(count), host_b(count);
-  if (cudaMemcpy(host_a.data(), a, count * sizeof(float), cudaMemcpyDeviceToHost) != cudaSuccess ||
-      cudaMemcpy(host_b.data(), b, count * sizeof(float), cudaMemcpyDeviceToHost) != cudaSuccess)
-    throw std::runtime_error("cudaMemcpy to host failed");
+  const std::vector<float> host_a = copy_to_host(a, count), host_b = copy_to_host(b, count);
   return std::memcmp(host_a.data(), host_b.data(), count * sizeof(float)) == 0;
 }
 
@@ -116,8 +148,8 @@ auto dispatch(element type, F&& f) {
 }
 
 /// [B, H, T, D] values stored as [B, T, H, D].
-std::vector<double> heads_interleaved(const std::vector<double>& x, std::int64_t b_, std::int64_t h_,
-                                      std::int64_t t_, std::int64_t d_) {
+std::vector<double> heads_interleaved(const std::vector<double>& x, std::int64_t b_,
+                                      std::int64_t h_, std::int64_t t_, std::int64_t d_) {
   std::vector<double> out(x.size());
   for (std::int64_t b = 0; b < b_; ++b)
     for (std::int64_t h = 0; h < h_; ++h)
@@ -264,7 +296,8 @@ allocation_run run_allocation(const allocation_case& c, element type) {
     run.weights = download(weights.data, c.rows * c.tokens);
     run.lambda = download(lambda.data, c.rows);
     run.entropy = download(entropy.data, c.rows);
-    for (const double count : download(capped.data, c.rows)) run.capped.push_back(static_cast<int>(count));
+    for (const double count : download(capped.data, c.rows))
+      run.capped.push_back(static_cast<int>(count));
     return run;
   });
 }
@@ -272,45 +305,37 @@ allocation_run run_allocation(const allocation_case& c, element type) {
 objective_run run_token_objective(const objective_case& c, element type) {
   return dispatch(type, [&]<class T>() {
     const std::array<std::int64_t, 2> dims{c.rows, c.tokens};
-    const device_objective_inputs<T> inputs(c);
-    const auto& in = inputs.view;
+    const std::size_t entries = c.rows * c.tokens;
+    const device_objective<T> objective(c);
     const auto loss_grad = upload<float>({c.loss_grad});
-    device_buffer<star::cuda::token_objective_totals> totals(1), repeat(1);
-    device_buffer<float> d_log_prob(c.rows * c.tokens), d_kl(c.rows * c.tokens);
-    device_buffer<float> forward_d_log_prob(c.rows * c.tokens), forward_d_kl(c.rows * c.tokens);
-    const std::size_t bytes = star::cuda::token_objective_workspace_bytes(c.rows);
-    device_buffer<unsigned char> workspace(bytes);
-    fill_bytes(workspace.data, 0, bytes);
+    device_buffer<star::cuda::token_objective_totals> repeat(1);
+    device_buffer<float> d_log_prob(entries), d_kl(entries);
+    device_buffer<float> forward_d_log_prob(entries), forward_d_kl(entries);
     fill_bytes(repeat.data, 0xff, sizeof(star::cuda::token_objective_totals));
-    fill_bytes(forward_d_log_prob.data, 0xff, c.rows * c.tokens * sizeof(float));
-    fill_bytes(forward_d_kl.data, 0xff, c.rows * c.tokens * sizeof(float));
+    fill_bytes(forward_d_log_prob.data, 0xff, entries * sizeof(float));
+    fill_bytes(forward_d_kl.data, 0xff, entries * sizeof(float));
     const bool has_kl = !c.kl.empty();
-    const star::cuda::token_objective_params params{static_cast<float>(c.clip_range),
-                                                    static_cast<float>(c.beta),
-                                                    c.kl_weighted_by_allocation};
     const auto gradient_into = [&](float* log_prob_out, float* kl_out) {
       return star::cuda::token_objective_gradient{
           loss_grad.data, star::contiguous_view<float, 2>(log_prob_out, dims),
           star::contiguous_view<float, 2>(has_kl ? kl_out : nullptr, dims)};
     };
     objective_run run{};
-    run.status = star::cuda::token_objective_forward(in, params, totals.data, workspace.data,
-                                                     bytes, nullptr);
+    run.status = objective.forward(objective.totals.data);
     if (run.status != cudaSuccess) return run;
-    run.status = star::cuda::token_objective_forward(
-        in, params, repeat.data, workspace.data, bytes, nullptr,
-        gradient_into(forward_d_log_prob.data, forward_d_kl.data));
+    run.status = objective.forward(repeat.data,
+                                   gradient_into(forward_d_log_prob.data, forward_d_kl.data));
     if (run.status != cudaSuccess) return run;
     run.status = star::cuda::token_objective_backward(
-        in, params, gradient_into(d_log_prob.data, d_kl.data), nullptr);
+        objective.inputs.view, objective.params, gradient_into(d_log_prob.data, d_kl.data),
+        nullptr);
     if (run.status != cudaSuccess) return run;
     run.status = cudaDeviceSynchronize();
     if (run.status != cudaSuccess) return run;
-    star::cuda::token_objective_totals host{}, host_repeat{};
-    unsigned finished = 1;
-    cudaMemcpy(&host, totals.data, sizeof host, cudaMemcpyDeviceToHost);
-    cudaMemcpy(&host_repeat, repeat.data, sizeof host, cudaMemcpyDeviceToHost);
-    cudaMemcpy(&finished, workspace.data, sizeof finished, cudaMemcpyDeviceToHost);
+    const auto host = copy_to_host(objective.totals.data, 1).front();
+    const auto host_repeat = copy_to_host(repeat.data, 1).front();
+    const unsigned finished =
+        copy_to_host(reinterpret_cast<const unsigned*>(objective.workspace.data), 1).front();
     run.repeat_identical = std::memcmp(&host, &host_repeat, sizeof host) == 0 && finished == 0;
     run.loss = host.loss;
     run.policy_loss = host.policy_loss;
@@ -318,9 +343,8 @@ objective_run run_token_objective(const objective_case& c, element type) {
     run.clip_fraction = host.clip_fraction;
     run.outside_clip_range_fraction = host.outside_clip_range_fraction;
     run.approx_kl = host.approx_kl;
-    run.d_log_prob = download(d_log_prob.data, c.rows * c.tokens);
-    if (has_kl) run.d_kl = download(d_kl.data, c.rows * c.tokens);
-    const std::size_t entries = c.rows * c.tokens;
+    run.d_log_prob = download(d_log_prob.data, entries);
+    if (has_kl) run.d_kl = download(d_kl.data, entries);
     run.forward_gradient_identical =
         same_bits(forward_d_log_prob.data, d_log_prob.data, entries) &&
         (!has_kl || same_bits(forward_d_kl.data, d_kl.data, entries));
@@ -331,50 +355,36 @@ objective_run run_token_objective(const objective_case& c, element type) {
 std::vector<int> objective_gradient_rejections(objective_case c) {
   c.kl.clear();
   c.beta = 0.0;
+  c.kl_weighted_by_allocation = false;
   const std::array<std::int64_t, 2> dims{c.rows, c.tokens}, wider{c.rows, c.tokens + 1};
-  const device_objective_inputs<float> inputs(c);
-  const auto& in = inputs.view;
+  const device_objective<float> objective(c);
   device_buffer<float> gradient(c.rows * (c.tokens + 1));
-  device_buffer<star::cuda::token_objective_totals> totals(1);
-  const std::size_t bytes = star::cuda::token_objective_workspace_bytes(c.rows);
-  device_buffer<unsigned char> workspace(bytes);
-  fill_bytes(workspace.data, 0, bytes);
-  const star::cuda::token_objective_params params{static_cast<float>(c.clip_range), 0.0f, false};
   const auto forward = [&](const star::cuda::token_objective_gradient& g) {
-    return static_cast<int>(star::cuda::token_objective_forward(in, params, totals.data,
-                                                                workspace.data, bytes, nullptr, g));
+    return static_cast<int>(objective.forward(objective.totals.data, g));
   };
   const auto fitting = star::contiguous_view<float, 2>(gradient.data, dims);
   return {forward({nullptr, star::contiguous_view<float, 2>(gradient.data, wider), {}}),
           forward({nullptr, {}, fitting}),
-          static_cast<int>(star::cuda::token_objective_backward(in, params, {}, nullptr))};
+          static_cast<int>(star::cuda::token_objective_backward(objective.inputs.view,
+                                                                objective.params, {}, nullptr))};
 }
 
 std::array<double, 2> kl_loss_apart_and_in_place(objective_case c) {
   c.kl_weighted_by_allocation = true;
   const std::array<std::int64_t, 2> dims{c.rows, c.tokens};
-  const device_objective_inputs<float> inputs(c);
+  const device_objective<float> objective(c);
   device_buffer<float> d_log_prob(c.rows * c.tokens), d_kl(c.rows * c.tokens);
-  device_buffer<star::cuda::token_objective_totals> totals(1);
-  const std::size_t bytes = star::cuda::token_objective_workspace_bytes(c.rows);
-  device_buffer<unsigned char> workspace(bytes);
-  fill_bytes(workspace.data, 0, bytes);
-  const star::cuda::token_objective_params params{static_cast<float>(c.clip_range),
-                                                  static_cast<float>(c.beta), true};
   const auto kl_loss_writing_d_kl_to = [&](float* d_kl_out) {
     const star::cuda::token_objective_gradient gradient{
         nullptr, star::contiguous_view<float, 2>(d_log_prob.data, dims),
         star::contiguous_view<float, 2>(d_kl_out, dims)};
-    if (star::cuda::token_objective_forward(inputs.view, params, totals.data, workspace.data,
-                                            bytes, nullptr, gradient) != cudaSuccess ||
+    if (objective.forward(objective.totals.data, gradient) != cudaSuccess ||
         cudaDeviceSynchronize() != cudaSuccess)
       throw std::runtime_error("the objective forward failed");
-    star::cuda::token_objective_totals host{};
-    cudaMemcpy(&host, totals.data, sizeof host, cudaMemcpyDeviceToHost);
-    return static_cast<double>(host.kl_loss);
+    return static_cast<double>(copy_to_host(objective.totals.data, 1).front().kl_loss);
   };
   const double apart = kl_loss_writing_d_kl_to(d_kl.data);
-  return {apart, kl_loss_writing_d_kl_to(inputs.kl.data)};
+  return {apart, kl_loss_writing_d_kl_to(objective.inputs.kl.data)};
 }
 
 }  // namespace star::test::cuda

@@ -41,7 +41,8 @@ void check(bool condition, const std::string& what) {
 void check_close(const std::vector<double>& got, const std::vector<double>& want, double tol,
                  const std::string& what) {
   if (got.size() != want.size()) {
-    check(false, what + ": size " + std::to_string(got.size()) + " != " + std::to_string(want.size()));
+    check(false,
+          what + ": size " + std::to_string(got.size()) + " != " + std::to_string(want.size()));
     return;
   }
   double worst = 0.0;
@@ -112,7 +113,8 @@ void readout_matches_reference(const star::token_layout& layout, std::vector<std
     const auto q = be.from_host(q_host, qk_shape);  // [B, H, T, D]
     const auto k = be.from_host(k_host, qk_shape);  // [B, H, T, D]
     const auto lse = star::image_row_lse(be, q, k, layout);  // [B, H, N]
-    const auto probs = star::attention_probabilities(be, q, k, layout, columns, lse);  // [B, H, N, S]
+    const auto probs =
+        star::attention_probabilities(be, q, k, layout, columns, lse);  // [B, H, N, S]
     const auto map = star::relevance_map(be, probs, weights);  // [B, N]
     const double block_weight = 0.25, scale = 1.0 / std::sqrt(double(head_dim));
 
@@ -158,7 +160,8 @@ void test_readout() {
               choice.tensor_cores ? "tensor cores" : "CUDA cores");
   check(choice.tensor_cores == choice.tensor_cores_expected,
         "16-bit read-out kernel choice on " + choice.device);
-  // 30 image rows: one block of 128 rows, most of it past N
+  // 30 image rows: one CUDA-core tile of 64 rows, most of it past N; one tensor-core block of
+  // 32 rows, its last 2 past N
   readout_matches_reference(star::token_layout::sd3(6, 5, 12), {0, 3, 80, 88}, 40, 11);
   // D = 13: element-wise loads, a partial last slice of D
   readout_matches_reference(star::token_layout::sd3(6, 5, 12), {0, 3, 80, 88}, 13, 13);
@@ -176,7 +179,8 @@ void test_readout() {
   std::vector<std::int64_t> many(21);
   std::iota(many.begin(), many.end(), 5);
   readout_matches_reference(text_first, many, 40, 12);
-  // 300 image rows: three blocks of 128 rows, the last one partial
+  // 300 image rows: 5 CUDA-core tiles of 64 rows in 2 blocks (of up to 4 tiles), 10
+  // tensor-core blocks of 32 rows; the last tile and the last block partial
   readout_matches_reference(star::token_layout::sd3(20, 15, 4), {1, 2, 77, 80}, 64, 14);
   // 11 heads (more than the 8 warps of a tensor-core block), D = 136 (three passes of 64, the
   // last one partial), 9 columns (a second, partial n8 tile)
@@ -197,7 +201,8 @@ void test_readout_full_softmax() {
   const star::shape qk_shape{batch, heads, tokens, head_dim};
   const auto count = static_cast<std::size_t>(batch * heads * tokens * head_dim);
   const auto q_host = star::test::normal(count, 21), k_host = star::test::normal(count, 22);
-  const auto q = be.from_host(q_host, qk_shape), k = be.from_host(k_host, qk_shape);
+  const auto q = be.from_host(q_host, qk_shape);  // [B, H, T, D]
+  const auto k = be.from_host(k_host, qk_shape);  // [B, H, T, D]
   const auto full = be.to_host(star::full_attention_image_rows(be, q, k, layout));  // [B, H, N, T]
   std::vector<std::int64_t> columns(text);
   std::iota(columns.begin(), columns.end(), 0);
@@ -252,7 +257,8 @@ void allocation_matches_reference(const star::allocation_options& options,
   for (const element type : all_types) {
     std::printf(" allocation %s, %s\n", label.c_str(), name_of(type).c_str());
     const auto input = rounded(relevance, type);
-    const auto want = star::allocate(be, be.from_host(input, {rows, tokens}), steps, num_steps, options);
+    const auto want = star::allocate(be, be.from_host(input, {rows, tokens}), steps, num_steps,
+                                     options);  // weights [B, N], per-row lambda and entropy
     std::vector<double> lambda;
     if (options.schedule != star::mixing_schedule::entropy)
       for (const auto k : steps) lambda.push_back(star::mixing_lambda(options, k, num_steps, 0.0));
@@ -358,14 +364,15 @@ void objective_matches_reference(objective_case c, const std::string& label) {
     keep_ratios_off_clip_bounds(c);
     const star::shape dims{c.rows, c.tokens}, rows{c.rows};
     star::policy_objective_inputs<reference_backend::tensor> in{
-        .log_prob = be.from_host(c.log_prob, dims),
-        .old_log_prob = be.from_host(c.old_log_prob, dims),
-        .advantages = be.from_host(rounded(c.advantages, element::f32), rows),
-        .allocation = be.from_host(c.allocation, dims),
+        .log_prob = be.from_host(c.log_prob, dims),                                // [R, N]
+        .old_log_prob = be.from_host(c.old_log_prob, dims),                        // [R, N]
+        .advantages = be.from_host(rounded(c.advantages, element::f32), rows),     // [R]
+        .allocation = be.from_host(c.allocation, dims),                            // [R, N]
         .step_weights = std::nullopt,
         .kl = std::nullopt};
-    if (!c.step_weights.empty()) in.step_weights = be.from_host(rounded(c.step_weights, element::f32), rows);
-    if (!c.kl.empty()) in.kl = be.from_host(c.kl, dims);
+    if (!c.step_weights.empty())
+      in.step_weights = be.from_host(rounded(c.step_weights, element::f32), rows);  // [R]
+    if (!c.kl.empty()) in.kl = be.from_host(c.kl, dims);                           // [R, N]
     const star::policy_objective_options options{
         .mode = star::objective_mode::token, .token_clip_range = c.clip_range, .beta = c.beta,
         .kl_weights = c.kl_weighted_by_allocation ? star::kl_weighting::allocation
