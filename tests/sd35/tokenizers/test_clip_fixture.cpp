@@ -1,10 +1,11 @@
 // CLIP's BPE tokenizer against the 43 golden cases of tests/data/sd35/clip_tokenizer.json
-// (transformers' slow CLIPTokenizer with ftfy). Needs the real vocabulary: STAR_CLIP_VOCAB_DIR
-// (CMake cache variable or environment); skipped with a warning when unset.
+// (transformers' slow CLIPTokenizer with ftfy). Needs the real vocabulary: built and registered
+// only when the STAR_CLIP_VOCAB_DIR that CMake was configured with holds vocab.json and
+// merges.txt (tests/sd35/tokenizers/CMakeLists.txt); every case fails when they cannot be read.
 #include <catch2/catch.hpp>
 
+#include <filesystem>
 #include <fstream>
-#include <optional>
 #include <string>
 #include <vector>
 
@@ -33,17 +34,15 @@ struct real_tokenizers {
   clip_bpe_tokenizer clip_g;
 };
 
-/// The two SD3 CLIP tokenizers on the real vocabulary, or nothing (with a warning).
-const std::optional<real_tokenizers>& tokenizers() {
-  static const std::optional<real_tokenizers> loaded = []() -> std::optional<real_tokenizers> {
-    const auto dir = star::test::clip_vocab_dir();
-    if (dir.empty()) return std::nullopt;
-    return real_tokenizers{clip_bpe_tokenizer::from_folder(dir, clip_tokenizer_options::clip_l()),
-                           clip_bpe_tokenizer::from_folder(dir, clip_tokenizer_options::clip_g())};
-  }();
-  if (!loaded)
-    WARN("SKIPPED: STAR_CLIP_VOCAB_DIR is not set (configure with -DSTAR_CLIP_VOCAB_DIR=<folder "
-         "with vocab.json and merges.txt>, e.g. shared/fixtures/clip_tokenizer/hf_vocab)");
+/// The two SD3 CLIP tokenizers on the real vocabulary; fails the test when its files are missing
+/// or cannot be read.
+const real_tokenizers& tokenizers() {
+  const std::filesystem::path dir = star::test::clip_vocab_dir();
+  INFO("STAR_CLIP_VOCAB_DIR (configured): '" << dir.string() << "'");
+  REQUIRE(star::test::missing_clip_vocab_files(dir) == "");
+  static const real_tokenizers loaded{
+      clip_bpe_tokenizer::from_folder(dir, clip_tokenizer_options::clip_l()),
+      clip_bpe_tokenizer::from_folder(dir, clip_tokenizer_options::clip_g())};
   return loaded;
 }
 
@@ -57,10 +56,9 @@ std::int64_t char_index(const std::string& text, std::int64_t at) {
 
 /// Compares one framing of every case: ids, and for CLIP-L the mask and counts too.
 void check_every_case(bool pad0) {
-  const auto& tok = tokenizers();
-  if (!tok) return;
-  const auto& tokenizer = pad0 ? tok->clip_g : tok->clip_l;
+  const auto& tokenizer = pad0 ? tokenizers().clip_g : tokenizers().clip_l;
   const char* field = pad0 ? "input_ids_pad0" : "input_ids";
+  REQUIRE(cases().size() == 43);
   for (const auto& c : cases()) {
     const auto prompt = c.at("prompt").get<std::string>();
     INFO("case " << c.at("id") << " '" << prompt << "' (" << field << ")");
@@ -77,24 +75,23 @@ void check_every_case(bool pad0) {
 }  // namespace
 
 TEST_CASE("CLIP-L input_ids, mask and counts match all 43 fixture cases (ftfy normalisation)",
-          "[clip][fixture]") {
+          "[clip][fixture][clip_vocab]") {
   check_every_case(false);
 }
 
 TEST_CASE("CLIP-G input_ids_pad0 (pad '!' = 0, literal '!' split out) match the fixture",
-          "[clip][fixture]") {
+          "[clip][fixture][clip_vocab]") {
   check_every_case(true);
 }
 
 TEST_CASE("byte offsets match the fixture, and prompt offsets where it gives them",
-          "[clip][fixture][offsets]") {
+          "[clip][fixture][offsets][clip_vocab]") {
   const auto& tok = tokenizers();
-  if (!tok) return;
   int with_prompt_offsets = 0;
   for (const auto& c : cases()) {
     const auto prompt = c.at("prompt").get<std::string>();
     INFO("case " << c.at("id") << " '" << prompt << "'");
-    const auto ours = tok->clip_l.encode(prompt);
+    const auto ours = tok.clip_l.encode(prompt);
     REQUIRE(ours.input_ids == c.at("input_ids").get<ids_t>());
     const auto byte_offsets = c.at("byte_offsets").get<ranges_t>();
     REQUIRE(ours.normalized_spans.size() == byte_offsets.size());
@@ -103,7 +100,7 @@ TEST_CASE("byte offsets match the fixture, and prompt offsets where it gives the
       CHECK(ids_t{ours.normalized_spans[k].begin, ours.normalized_spans[k].end} ==
             byte_offsets[k]);
       const auto& token = ours.tokenization.tokens[k + 1];
-      CHECK_FALSE(token.special == (ours.input_ids[k + 1] != tok->clip_l.eos_id()));
+      CHECK_FALSE(token.special == (ours.input_ids[k + 1] != tok.clip_l.eos_id()));
       REQUIRE(token.char_begin < token.char_end);
       if (c.at("char_offsets_in_prompt").is_null()) continue;
       // prompt bytes -> the characters holding them (a split character is covered whole)

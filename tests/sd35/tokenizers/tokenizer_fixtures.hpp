@@ -2,7 +2,6 @@
 // Test inputs for the tokenizers: a tiny CLIP vocabulary written in the transformers format and
 // a tiny T5-style SentencePiece model trained on the spot, in star::test::scratch_dir folders.
 
-#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -19,12 +18,20 @@
 
 namespace star::test {
 
-/// The real vocabulary folder, from the CMake cache variable or the environment; empty if none.
-inline std::string clip_vocab_dir() {
-  std::string dir = STAR_CLIP_VOCAB_DIR;
-  if (dir.empty())
-    if (const char* env = std::getenv("STAR_CLIP_VOCAB_DIR")) dir = env;
-  return dir;
+/// The real vocabulary folder CMake was configured with (STAR_CLIP_VOCAB_DIR). The tests that
+/// use it are registered only when it held vocab.json and merges.txt at configure time
+/// (tests/sd35/tokenizers/CMakeLists.txt); they must fail, not pass, when it no longer does.
+inline std::filesystem::path clip_vocab_dir() { return STAR_CLIP_VOCAB_DIR; }
+
+/// The files of CLIP's vocabulary that `folder` lacks, space-separated ("" when it has both).
+inline std::string missing_clip_vocab_files(const std::filesystem::path& folder) {
+  std::string missing;
+  for (const char* file : {"vocab.json", "merges.txt"}) {
+    if (!folder.empty() && std::filesystem::is_regular_file(folder / file)) continue;
+    if (!missing.empty()) missing += ' ';
+    missing += file;
+  }
+  return missing;
 }
 
 /// CLIP's bytes-to-unicode symbols, written out independently of the library, in CLIP's
