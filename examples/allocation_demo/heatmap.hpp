@@ -1,19 +1,21 @@
 #pragma once
 // Shows allocation weights: as characters in the terminal, and as a tiled greyscale PGM image
-// written atomically (a temporary file renamed into place, so no partial file is left).
+// written atomically (star::files: a `.partial` file renamed into place, removed on failure).
 
 #include <algorithm>
 #include <cstdint>
 #include <filesystem>
-#include <fstream>
-#include <stdexcept>
+#include <ostream>
 #include <string>
 #include <vector>
+
+#include "files/atomic_file.hpp"
 
 namespace demo {
 
 /// Prints an h x w map with ten shades from its minimum to its maximum.
-inline std::string ascii_heatmap(const std::vector<double>& values, std::int64_t h, std::int64_t w) {
+inline std::string ascii_heatmap(const std::vector<double>& values, std::int64_t h,
+                                 std::int64_t w) {
   static const std::string shades = " .:-=+*#%@";
   const auto [lo, hi] = std::minmax_element(values.begin(), values.end());
   std::string out;
@@ -30,6 +32,8 @@ inline std::string ascii_heatmap(const std::vector<double>& values, std::int64_t
 
 /// Writes tiles[i][j] (each h x w, scaled so 0 is black and `white` is white) as a binary PGM
 /// with rows of tiles i and columns j, each cell enlarged `zoom` times.
+/// @throws star::files::file_write_error naming the file when it cannot be written (an existing
+///   `path` is then left as it was, and no partial file remains)
 inline void write_pgm(const std::filesystem::path& path,
                       const std::vector<std::vector<std::vector<double>>>& tiles, std::int64_t h,
                       std::int64_t w, double white, std::int64_t zoom = 8) {
@@ -43,19 +47,14 @@ inline void write_pgm(const std::filesystem::path& path,
         for (std::int64_t x = 0; x < w * zoom; ++x) {
           const double v = tiles[i][j][static_cast<std::size_t>((y / zoom) * w + x / zoom)];
           const auto shade = static_cast<unsigned char>(std::clamp(v / white, 0.0, 1.0) * 255.0);
-          pixels[static_cast<std::size_t>((i * (h * zoom + gap) + y) * width + j * (w * zoom + gap) + x)] = shade;
+          const std::int64_t row = i * (h * zoom + gap) + y, column = j * (w * zoom + gap) + x;
+          pixels[static_cast<std::size_t>(row * width + column)] = shade;
         }
-  const auto temporary = std::filesystem::path(path).concat(".partial");
-  {
-    std::ofstream out(temporary, std::ios::binary);
+  star::files::write_stream_atomically(path, [&](std::ostream& out) {
     out << "P5\n" << width << ' ' << height << "\n255\n";
-    out.write(reinterpret_cast<const char*>(pixels.data()), static_cast<std::streamsize>(pixels.size()));
-    if (!out) {
-      std::filesystem::remove(temporary);
-      throw std::runtime_error("cannot write " + temporary.string());
-    }
-  }
-  std::filesystem::rename(temporary, path);
+    out.write(reinterpret_cast<const char*>(pixels.data()),
+              static_cast<std::streamsize>(pixels.size()));
+  });
 }
 
 }  // namespace demo

@@ -2,15 +2,18 @@
 // prompt's core tokens, reads their attention maps out of three blocks per step through the
 // LSE path, allocates each rollout's advantage over the image tokens step by step, and compares
 // the token-mode objective with Flow-GRPO's scalar one on the same rollouts.
+#include <algorithm>
 #include <cstdio>
 #include <filesystem>
-#include <fstream>
 #include <iostream>
 #include <numeric>
+#include <ostream>
 #include <random>
+#include <sstream>
 #include <string>
 #include <vector>
 
+#include "files/atomic_file.hpp"
 #include "heatmap.hpp"
 #include "prompt.hpp"
 #include "star/advantage/group_advantage.hpp"
@@ -37,8 +40,9 @@ std::vector<int> text_directions(const std::string& prompt, const star::token_la
       const auto word_begin = prompt.rfind(' ', static_cast<std::size_t>(token.char_begin));
       const auto begin = word_begin == std::string::npos ? 0 : word_begin + 1;
       const std::string word = prompt.substr(begin, prompt.find(' ', begin) - begin);
-      const int d = (word == "red" || word == "apple") ? 0 : (word == "blue" || word == "cup") ? 1 : -1;
-      direction[static_cast<std::size_t>(layout.segment_begin(s) + token.position)] = d;
+      const bool apple = word == "red" || word == "apple", cup = word == "blue" || word == "cup";
+      direction[static_cast<std::size_t>(layout.segment_begin(s) + token.position)] =
+          apple ? 0 : cup ? 1 : -1;
     }
   return direction;
 }
@@ -72,13 +76,16 @@ int main(int argc, char** argv) try {
   const std::string prompt = "a photo of a red apple next to a blue cup";
   const auto layout = star::token_layout::sd3(16, 16);  // N = 256 image tokens, L = 333
   const auto words = demo::word_spans(prompt);
-  const std::vector<star::segment_tokenization> tokenizations{demo::clip_like(words), demo::t5_like(words)};
+  const std::vector<star::segment_tokenization> tokenizations{demo::clip_like(words),
+                                                              demo::t5_like(words)};
   star::token_selection_options selection_options;
   selection_options.rule = star::selection_rule::metadata;
   selection_options.metadata = {{"apple", "red", 0}, {"cup", "blue", 0}};
-  const auto selection = star::select_core_tokens(prompt, tokenizations, layout, selection_options);
+  const auto selection =
+      star::select_core_tokens(prompt, tokenizations, layout, selection_options);
   const auto columns = star::select_text_columns(selection.weights, layout);
-  std::printf("prompt: \"%s\"\nrule: %s, words:", prompt.c_str(), star::to_string(selection.rule_used).c_str());
+  std::printf("prompt: \"%s\"\nrule: %s, words:", prompt.c_str(),
+              star::to_string(selection.rule_used).c_str());
   for (const auto& word : selection.selected_words) std::printf(" %s", word.c_str());
   std::printf("\n%zu text positions weighted (CLIP and T5 blocks):", columns.indices.size());
   for (std::size_t j = 0; j < columns.indices.size(); ++j)
@@ -92,7 +99,8 @@ int main(int argc, char** argv) try {
   const auto sigmas = star::flow_match_sigmas(steps);
   std::vector<std::size_t> trained(steps - 1);
   std::iota(trained.begin(), trained.end(), 0);
-  const auto gamma = star::temporal_weights({star::temporal_weighting::noise_aware}, sigmas, trained);
+  const auto gamma =
+      star::temporal_weights({star::temporal_weighting::noise_aware}, sigmas, trained);
   const auto advantage_tensor = be.from_host(advantages.advantages, {rollouts});  // [G]
 
   // 3. Per trained step: maps from three blocks through the LSE path, then the allocation.
@@ -103,9 +111,10 @@ int main(int argc, char** argv) try {
   allocation_options.w_max = 4.0;
   std::vector<std::vector<std::vector<double>>> tiles(rollouts);  // [G][K-1][N] weights
   std::vector<double> all_weights;                                 // [(K-1) * G * N]
-  std::ofstream csv_partial(out_dir / "allocation.csv.partial");
-  csv_partial << "step,gamma,rollout,advantage,lambda,max_weight,sum_spatial_advantage\n";
-  std::printf("step  gamma   lambda per rollout          max W per rollout        sum_n A^ = N A gamma?\n");
+  std::ostringstream csv;  // allocation.csv, written once complete
+  csv << "step,gamma,rollout,advantage,lambda,max_weight,sum_spatial_advantage\n";
+  std::printf("step  gamma   lambda per rollout          max W per rollout        "
+              "sum_n A^ = N A gamma?\n");
   for (const std::size_t k : trained) {
     const double focus = static_cast<double>(k) / static_cast<double>(steps - 2);
     star::relevance_accumulator<backend> accumulator(be);
@@ -115,12 +124,14 @@ int main(int argc, char** argv) try {
       const star::shape qk_shape{rollouts, heads, layout.total_tokens(), head_dim};
       const auto q = be.from_host(host.q, qk_shape);                // [G, H, T, D]
       const auto key = be.from_host(host.k, qk_shape);              // [G, H, T, D]
-      const auto lse = star::image_row_lse(be, q, key, layout);     // [G, H, N], as a fused kernel returns it
+      const auto lse = star::image_row_lse(be, q, key, layout);  // [G, H, N], a kernel's LSE
       accumulator.add(block, star::block_relevance(be, q, key, layout, columns, lse));  // [G, N]
     }
     const auto relevance = star::smooth_on_grid(be, accumulator.result(), layout, 0.5);  // [G, N]
-    const auto allocation = star::allocate(be, relevance, static_cast<std::int64_t>(k), steps, allocation_options);
-    const auto spatial = star::spatial_advantage(be, advantage_tensor, gamma[k], allocation.weights);  // [G, N]
+    const auto allocation = star::allocate(be, relevance, static_cast<std::int64_t>(k), steps,
+                                           allocation_options);  // weights [G, N]
+    const auto spatial = star::spatial_advantage(be, advantage_tensor, gamma[k],
+                                                 allocation.weights);  // [G, N]
     const auto weights = be.to_host(allocation.weights);
     const auto spatial_host = be.to_host(spatial);
     all_weights.insert(all_weights.end(), weights.begin(), weights.end());
@@ -133,7 +144,8 @@ int main(int argc, char** argv) try {
       const double max_w = *std::max_element(row.begin(), row.end());
       const auto adv_begin = spatial_host.begin() + g * layout.image_tokens();
       const double sum = std::accumulate(adv_begin, adv_begin + layout.image_tokens(), 0.0);
-      const double expected = static_cast<double>(layout.image_tokens()) * advantages.advantages[g] * gamma[k];
+      const double expected =
+          static_cast<double>(layout.image_tokens()) * advantages.advantages[g] * gamma[k];
       char cell[64];
       std::snprintf(cell, sizeof cell, " %.2f", allocation.lambda[g]);
       lambdas += cell;
@@ -141,13 +153,14 @@ int main(int argc, char** argv) try {
       maxima += cell;
       std::snprintf(cell, sizeof cell, " %+.1f/%+.1f", sum, expected);
       sums += cell;
-      csv_partial << k << ',' << gamma[k] << ',' << g << ',' << advantages.advantages[g] << ','
-                  << allocation.lambda[g] << ',' << max_w << ',' << sum << '\n';
+      csv << k << ',' << gamma[k] << ',' << g << ',' << advantages.advantages[g] << ','
+          << allocation.lambda[g] << ',' << max_w << ',' << sum << '\n';
     }
-    std::printf("%4zu  %.3f %s   %s   %s\n", k, gamma[k], lambdas.c_str(), maxima.c_str(), sums.c_str());
+    std::printf("%4zu  %.3f %s   %s   %s\n", k, gamma[k], lambdas.c_str(), maxima.c_str(),
+                sums.c_str());
   }
-  csv_partial.close();
-  std::filesystem::rename(out_dir / "allocation.csv.partial", out_dir / "allocation.csv");
+  star::files::write_stream_atomically(out_dir / "allocation.csv",
+                                       [&csv](std::ostream& out) { out << csv.str(); });
 
   for (const std::size_t k : {std::size_t{0}, std::size_t{4}, std::size_t{8}})
     std::printf("\nrollout 0, step %zu: allocation weights W on the 16 x 16 token grid\n%s", k,

@@ -29,7 +29,8 @@ inline std::vector<star::char_span> word_spans(const std::string& prompt) {
 inline star::segment_tokenization clip_like(const std::vector<star::char_span>& words) {
   star::segment_tokenization clip{"clip", {{0, 0, 0, true}}};
   for (const auto& word : words)
-    clip.tokens.push_back({static_cast<std::int64_t>(clip.tokens.size()), word.begin, word.end, false});
+    clip.tokens.push_back(
+        {static_cast<std::int64_t>(clip.tokens.size()), word.begin, word.end, false});
   clip.tokens.push_back({static_cast<std::int64_t>(clip.tokens.size()), 0, 0, true});
   return clip;
 }

@@ -37,17 +37,18 @@ inline joint_qk_host synthetic_block(const star::token_layout& layout,
   std::normal_distribution<double> noise(0.0, 1.0);
   // One unit-ish random direction per concept, shared by all rollouts, heads and blocks.
   std::mt19937_64 concept_rng(12345);
-  std::vector<std::vector<double>> directions(4, std::vector<double>(static_cast<std::size_t>(head_dim)));
+  std::vector<std::vector<double>> directions(
+      4, std::vector<double>(static_cast<std::size_t>(head_dim)));
   for (auto& direction : directions)
     for (double& x : direction) x = noise(concept_rng) / std::sqrt(static_cast<double>(head_dim));
 
-  joint_qk_host out{std::vector<double>(static_cast<std::size_t>(rollouts * heads * tokens * head_dim)),
-                    std::vector<double>(static_cast<std::size_t>(rollouts * heads * tokens * head_dim))};
+  const auto values = static_cast<std::size_t>(rollouts * heads * tokens * head_dim);
+  joint_qk_host out{std::vector<double>(values), std::vector<double>(values)};
   const double strength = 2.0 + 10.0 * focus, radius = 3.0 - 1.5 * focus;
   for (std::int64_t g = 0; g < rollouts; ++g)
     for (std::int64_t h = 0; h < heads; ++h)
       for (std::int64_t t = 0; t < tokens; ++t) {
-        const std::size_t base = static_cast<std::size_t>(((g * heads + h) * tokens + t) * head_dim);
+        const auto base = static_cast<std::size_t>(((g * heads + h) * tokens + t) * head_dim);
         std::vector<double> q(static_cast<std::size_t>(head_dim)), k(q.size());
         for (std::size_t d = 0; d < q.size(); ++d) {
           q[d] = 0.3 * noise(rng);
@@ -59,9 +60,10 @@ inline joint_qk_host synthetic_block(const star::token_layout& layout,
           const double row = static_cast<double>(image_index / layout.grid_w);
           const double col = static_cast<double>(image_index % layout.grid_w);
           for (const auto& object : objects[static_cast<std::size_t>(g)]) {
-            const double d2 = (row - object.row) * (row - object.row) + (col - object.col) * (col - object.col);
-            const double bump = strength * std::exp(-d2 / (2 * radius * radius));
-            for (std::size_t d = 0; d < q.size(); ++d) q[d] += bump * directions[object.direction][d];
+            const double dr = row - object.row, dc = col - object.col;
+            const double bump = strength * std::exp(-(dr * dr + dc * dc) / (2 * radius * radius));
+            for (std::size_t d = 0; d < q.size(); ++d)
+              q[d] += bump * directions[object.direction][d];
           }
         } else if (text_index >= 0 && text_index < layout.text_tokens()) {
           const int direction = text_direction[static_cast<std::size_t>(text_index)];
