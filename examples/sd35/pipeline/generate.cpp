@@ -4,6 +4,7 @@
 
 #include <cmath>
 #include <optional>
+#include <string>
 
 #include "star/core/error.hpp"
 
@@ -39,15 +40,16 @@ at::Tensor repeat_rows(const at::Tensor& x, std::int64_t rows) {
 }  // namespace
 
 void generate_options::validate(const sd35_model& model) const {
-  const std::int64_t multiple = model.vae_scale_factor() * model.transformer->config().patch_size;
-  const auto require_size = [&](const char* field, std::int64_t value) {
-    if (value < multiple || value % multiple != 0)
-      throw option_error(std::string("generate_options.") + field + ": expected a positive multiple of " +
-                         std::to_string(multiple) + " (vae scale x patch size), got " +
-                         std::to_string(value));
+  validate(image_geometry::of(model));
+}
+
+void generate_options::validate(const image_geometry& geometry) const {
+  const auto require_side = [&geometry](const char* field, std::int64_t value) {
+    if (const auto error = geometry.side_error(value))
+      throw option_error(std::string("generate_options.") + field + ": " + *error);
   };
-  require_size("height", height);
-  require_size("width", width);
+  require_side("height", height);
+  require_side("width", width);
   if (steps < 1)
     throw option_error("generate_options.steps: expected >= 1, got " + std::to_string(steps));
   if (!(std::isfinite(guidance) && guidance >= 0.0))
@@ -104,12 +106,12 @@ generate_result generate(const sd35_model& model, std::span<const std::string> p
   result.latents.push_back(x);
   std::vector<at::Tensor> step_log_probs;
   for (std::size_t k = 0; k < scheduler.num_steps(); ++k) {
-    const auto model_input = cfg ? at::cat({x, x}, 0) : x;  // [B', C, h, w]
+    const auto model_input = cfg ? at::cat({x, x}, 0) : x;  // [B', C, h, w], B' = 2B with CFG
     const auto timestep = at::full({model_input.size(0)}, scheduler.timesteps()[k],
                                    at::TensorOptions(at::kFloat).device(device));  // [B']
-    const auto v_all =
-        model.transformer->forward(model_input, text, pooled, timestep, forward).to(at::kFloat);
-    auto v = v_all;  // [B, C, h, w]
+    const auto v_all = model.transformer->forward(model_input, text, pooled, timestep, forward)
+                           .to(at::kFloat);  // [B', C, h, w]
+    auto v = v_all;                          // [B', C, h, w], [B, ...] after the CFG mix
     if (cfg) {
       const auto v_uncond = v_all.narrow(0, 0, batch);     // [B, C, h, w]
       const auto v_cond = v_all.narrow(0, batch, batch);   // [B, C, h, w]

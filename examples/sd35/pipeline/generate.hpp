@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "sd35/mmdit/attention_observer.hpp"
+#include "sd35/pipeline/image_geometry.hpp"
 #include "sd35/pipeline/model_folder.hpp"
 #include "sd35/pipeline/prompt_encoder.hpp"
 
@@ -20,8 +21,9 @@ namespace star::sd35 {
 
 /// @brief Options of `generate`. Defaults are the SD3.5 Medium model card's sampling.
 struct generate_options {
-  std::int64_t height = 512;  ///< image rows, a multiple of vae_scale_factor * patch_size
-  std::int64_t width = 512;   ///< image columns, same rule
+  /// image rows, a multiple of `vae_scale_factor * patch_size` up to `image_geometry::max_side`
+  std::int64_t height = 512;
+  std::int64_t width = 512;  ///< image columns, same rule
   int steps = 28;             ///< `K` sampling steps (40 for evaluation), >= 1
   double guidance = 4.5;      ///< CFG scale `g` (> 1: batch [negative, positive]), finite >= 0
   std::uint64_t seed = 0;     ///< seeds the initial latent and the SDE noise (CPU generator)
@@ -33,6 +35,9 @@ struct generate_options {
 
   /// @brief Throws `star::option_error` naming the field out of range (sizes against `model`).
   void validate(const sd35_model& model) const;
+  /// @brief `validate` with the sizes checked against `geometry` (`image_geometry::side_error`:
+  /// the message names the largest side in pixels).
+  void validate(const image_geometry& geometry) const;
 };
 
 /// @brief What `generate` returns.

@@ -20,7 +20,9 @@ struct component {
   fs::path dir;
   std::string name;  // e.g. "text_encoder_2 (CLIP-G)"
 
-  std::string context() const { return "sd35_model: component " + name + " (" + dir.string() + ")"; }
+  std::string context() const {
+    return "sd35_model: component " + name + " (" + dir.string() + ")";
+  }
 
   /// Throws checkpoint_error naming the component unless `dir / file` (or `dir`) exists.
   void require(const fs::path& file = {}) const {
@@ -72,7 +74,7 @@ void model_load_options::validate() const {
 }
 
 std::int64_t sd35_model::vae_scale_factor() const {
-  return std::int64_t{1} << (vae->config().block_out_channels.size() - 1);
+  return vae->config().scale_factor();
 }
 
 sd35_model sd35_model::load(const fs::path& folder, const model_load_options& options) {
@@ -107,8 +109,9 @@ sd35_model sd35_model::load(const fs::path& folder, const model_load_options& op
 
   sd35_model model;
   model.options = options;
-  model.scheduler = scheduler_dir.guarded(
-      [&] { return flow_match_euler_config::from_file(scheduler_dir.dir / "scheduler_config.json"); });
+  model.scheduler = scheduler_dir.guarded([&] {
+    return flow_match_euler_config::from_file(scheduler_dir.dir / "scheduler_config.json");
+  });
   model.tokenizers = component{folder, "tokenizers"}.guarded(
       [&] { return sd3_tokenizers::from_model_folder(folder, options.t5_length, use_t5); });
 

@@ -12,7 +12,8 @@ at::Tensor id_batch(const std::vector<std::vector<std::int64_t>>& rows, at::Devi
   const auto length = static_cast<std::int64_t>(rows.front().size());
   auto ids = at::empty({static_cast<std::int64_t>(rows.size()), length}, at::kLong);  // [B, S]
   for (std::size_t b = 0; b < rows.size(); ++b)
-    std::copy(rows[b].begin(), rows[b].end(), ids[static_cast<std::int64_t>(b)].data_ptr<std::int64_t>());
+    std::copy(rows[b].begin(), rows[b].end(),
+              ids[static_cast<std::int64_t>(b)].data_ptr<std::int64_t>());
   return ids.to(device);  // [B, S]
 }
 

@@ -26,6 +26,11 @@ struct vae_config {
   bool use_post_quant_conv = true;    ///< a 1x1 conv `post_quant_conv` before the decoder
   bool mid_block_add_attention = true;  ///< self-attention in the decoder's mid block
 
+  /// @brief Image pixels per latent cell along each side: `2^(levels - 1)`, one upsampler per
+  /// level of `block_out_channels` but the last (8 for SD3).
+  std::int64_t scale_factor() const {
+    return std::int64_t{1} << (block_out_channels.size() - 1);
+  }
   /// @brief Throws `star::option_error` naming the field when a value is out of range: every
   /// count >= 1, `block_out_channels` non-empty with every entry a positive multiple of
   /// `norm_num_groups`, `scaling_factor` finite and > 0, `shift_factor` finite.

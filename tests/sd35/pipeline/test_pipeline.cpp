@@ -13,8 +13,10 @@
 #include <string>
 #include <vector>
 
+#ifdef STAR_GENERATE_BINARY  // defined only where stb_image.h was found
 #define STB_IMAGE_IMPLEMENTATION
 #include <stb/stb_image.h>
+#endif
 
 #include "sd35/pipeline/generate.hpp"
 #include "sd35/pipeline/model_folder.hpp"
@@ -220,6 +222,20 @@ TEST_CASE("generate rejects bad options naming the field", "[sd35][pipeline][err
   REQUIRE_THROWS_WITH(star::sd35::generate(tiny_model(), prompts, options),
                       Catch::Contains("generate_options.noise_level"));
   REQUIRE_THROWS_AS(star::sd35::generate(tiny_model(), {}, tiny_generation(0)), star::value_error);
+}
+
+TEST_CASE("generate rejects a side past the positional table, naming the largest in pixels",
+          "[sd35][pipeline][errors]") {
+  // 2 (vae) x 2 (patch) pixels a token, pos_embed_max_size 16 tokens: at most 64 pixels.
+  const std::vector<std::string> prompts{"a red apple"};
+  auto options = tiny_generation(0);
+  options.width = 68;
+  REQUIRE_THROWS_AS(star::sd35::generate(tiny_model(), prompts, options), star::option_error);
+  REQUIRE_THROWS_WITH(star::sd35::generate(tiny_model(), prompts, options),
+                      Catch::Contains("generate_options.width") &&
+                          Catch::Contains("pixels in [4, 64]") && Catch::Contains("got 68"));
+  options.width = 64;  // the largest side still generates
+  REQUIRE(star::sd35::generate(tiny_model(), prompts, options).images.size(3) == 64);
 }
 
 TEST_CASE("without text_encoder_3 the T5 positions are zeros and sampling still runs",
