@@ -5,8 +5,6 @@
 #include <ATen/ATen.h>
 #include <catch2/catch.hpp>
 
-#include <sys/wait.h>
-
 #include <algorithm>
 #include <cstdlib>
 #include <fstream>
@@ -18,6 +16,7 @@
 #include <stb/stb_image.h>
 #endif
 
+#include "run_command.hpp"
 #include "sd35/pipeline/generate.hpp"
 #include "sd35/pipeline/model_folder.hpp"
 #include "sd35/pipeline/prompt_encoder.hpp"
@@ -344,13 +343,12 @@ TEST_CASE("sd35_model::load names the component and a missing config key",
 #ifdef STAR_GENERATE_BINARY
 namespace {
 
-int run_star_generate(const std::string& arguments) {
-  const std::string command = std::string(STAR_GENERATE_BINARY) + " " + arguments + " 2>&1";
-  INFO(command);
-  const int status = std::system(command.c_str());
-  REQUIRE(WIFEXITED(status));
-  return WEXITSTATUS(status);
+/// star-generate run with `arguments`: its exit status and output.
+star::test::command_result star_generate(const std::string& arguments) {
+  return star::test::run_command(std::string(STAR_GENERATE_BINARY) + " " + arguments);
 }
+
+int run_star_generate(const std::string& arguments) { return star_generate(arguments).status; }
 
 /// The pixels of `path`, required to be a PNG of `size` x `size` RGB pixels.
 std::vector<unsigned char> png_pixels(const fs::path& path, int size) {
@@ -371,7 +369,8 @@ std::vector<unsigned char> png_pixels(const fs::path& path, int size) {
 void require_png(const fs::path& path, int size) { png_pixels(path, size); }
 
 /// The largest difference of two images' pixel values.
-int max_pixel_difference(const std::vector<unsigned char>& a, const std::vector<unsigned char>& b) {
+int max_pixel_difference(const std::vector<unsigned char>& a,
+                         const std::vector<unsigned char>& b) {
   REQUIRE(a.size() == b.size());
   int largest = 0;
   for (std::size_t i = 0; i < a.size(); ++i) largest = std::max(largest, std::abs(a[i] - b[i]));
@@ -425,12 +424,30 @@ TEST_CASE("star-generate fails with exit code 1 and a message on a bad model fol
   const auto out = star::test::scratch_dir("generate_bad");
   const auto folder = tiny_model_copy("bad_for_cli");
   fs::remove(folder / "transformer" / "config.json");
-  const auto log = out / "log.txt";
-  REQUIRE(run_star_generate("--model " + folder.string() + " --prompt apple --size 16 --out " +
-                            (out / "images").string() + " > " + log.string()) == 1);
-  std::ifstream in(log);
-  const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  CHECK_THAT(text, Catch::Contains("transformer") && Catch::Contains("config.json"));
+  const auto result = star_generate("--model " + folder.string() +
+                                    " --prompt apple --size 16 --out " +
+                                    (out / "images").string());
+  REQUIRE(result.status == 1);
+  CHECK_THAT(result.output, Catch::Contains("transformer") && Catch::Contains("config.json"));
   REQUIRE_FALSE(fs::exists(out / "images" / "image_0.png"));
+}
+
+TEST_CASE("star-generate: a --size the model cannot take fails before any weight is read",
+          "[sd35][pipeline][star-generate][errors]") {
+  // The tiny model: 2 (vae) x 2 (patch) pixels a token, at most 16 tokens a side: 64 pixels.
+  const auto out = star::test::scratch_dir("generate_too_large");
+  const auto folder = tiny_model_copy("too_large_for_cli");
+  fs::remove(folder / "transformer" / "diffusion_pytorch_model.safetensors");  // not read
+  for (const auto* size : {"80", "18"}) {
+    INFO("--size " << size);
+    const auto result = star_generate("--model " + folder.string() +
+                                      " --prompt apple --size " + size + " --out " +
+                                      (out / "images").string());
+    CHECK(result.status == 2);
+    CHECK_THAT(result.output,
+               Catch::Contains("--size: expected a multiple of 4 pixels in [4, 64]") &&
+                   Catch::Contains("got " + std::string(size)) && !Catch::Contains("safetensors"));
+  }
+  CHECK_FALSE(fs::exists(out / "images"));
 }
 #endif
