@@ -1,27 +1,25 @@
 #pragma once
 /// @file
-/// @brief The command line of star-sd35-step-bench: its usage line, the parsed arguments and
-/// the error that ends the run with exit status 2.
+/// @brief The command line of star-sd35-step-bench: its usage line and the parsed arguments;
+/// a `usage_error` ends the run with exit status 2.
 
 #include <c10/core/Device.h>
 #include <c10/core/ScalarType.h>
 
 #include <cstdint>
 #include <optional>
-#include <stdexcept>
 #include <string>
 
+#include "command_line/parse.hpp"
+
 namespace star::step_bench {
+
+using command_line::usage_error;
 
 /// @brief Printed after every usage error.
 inline constexpr const char* usage =
     "usage: star-sd35-step-bench [--config medium|tiny] [--resolution 512] [--batch 1] "
-    "[--dtype bf16|f32|f16] [--device cuda|cpu] [--repeats 5] [--warmup 1] [OUT.json]";
-
-/// @brief A missing, unknown or out-of-range command-line argument (exit status 2).
-struct usage_error : std::runtime_error {
-  using std::runtime_error::runtime_error;
-};
+    "[--dtype bf16|f32|f16] [--device cuda|cuda:N|cpu] [--repeats 5] [--warmup 1] [OUT.json]";
 
 /// @brief The parsed command line, with the documented defaults.
 struct arguments {
@@ -33,11 +31,12 @@ struct arguments {
   at::Device device = at::kCPU;          ///< CUDA device 0 by default where one is available
   std::int64_t repeats = 5;              ///< measured steps per variant
   std::int64_t warmup = 1;               ///< unmeasured steps per variant
-  std::optional<std::string> out;        ///< OUT.json, when given
+  std::optional<std::string> out;        ///< OUT.json, when given (its folder checked writable)
 };
 
-/// @brief Parses `argv[1..argc)`.
-/// @throws usage_error naming the argument on an unknown flag, a missing or invalid value
+/// @brief Parses `argv[1..argc)` and checks that OUT.json, when given, can be written.
+/// @throws usage_error naming the argument on an unknown flag, a missing or invalid value, an
+///   OUT.json whose folder is missing or not writable
 arguments parse_arguments(int argc, char** argv);
 
 }  // namespace star::step_bench

@@ -21,6 +21,8 @@ namespace star::step_bench {
 /// @brief Synchronisation and allocator counters of `device`.
 class device_probe {
  public:
+  /// @param device  the device probed: a CUDA device's queue and allocator, or the CPU (no
+  ///                 queue, no counters)
   explicit device_probe(at::Device device) : device_(device) {}
 
   /// @brief Waits for the device's queued work (a no-op on the CPU).

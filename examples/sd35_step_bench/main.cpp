@@ -6,13 +6,15 @@
 // host read-back per block.
 //
 //   star-sd35-step-bench [--config medium|tiny] [--resolution 512] [--batch 1]
-//                        [--dtype bf16|f32|f16] [--device cuda|cpu] [--repeats 5]
+//                        [--dtype bf16|f32|f16] [--device cuda|cuda:N|cpu] [--repeats 5]
 //                        [--warmup 1] [OUT.json]
 //
-// Writes one JSON document to stdout and, when given, to OUT.json. Time: median seconds per
-// step after the warm-up (the device synchronised around every step); the two variants
-// alternate step by step. Peak memory: the CUDA caching allocator's peak allocated bytes of
-// each variant's steps (null on the CPU). Exit status 2 on a bad argument, 1 on a failure.
+// Writes one JSON document to stdout and, when given, to OUT.json: its folder is checked
+// writable before the run, and the file is written atomically (a failed write leaves an
+// existing OUT.json as it was and no partial file). Time: median seconds per step after the
+// warm-up (the device synchronised around every step); the two variants alternate step by
+// step. Peak memory: the CUDA caching allocator's peak allocated bytes of each variant's steps
+// (null on the CPU). Exit status 2 on a bad argument, 1 on a failure.
 
 #include <torch/torch.h>
 #include <torch/version.h>
@@ -22,16 +24,16 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdint>
-#include <fstream>
 #include <functional>
 #include <iostream>
 #include <optional>
-#include <stdexcept>
+#include <ostream>
 #include <string>
 #include <vector>
 
 #include "arguments.hpp"
 #include "device_probe.hpp"
+#include "files/atomic_file.hpp"
 #include "relevance_observer.hpp"
 #include "training_step.hpp"
 
@@ -194,11 +196,9 @@ int main(int argc, char** argv) {
   try {
     const auto text = run(args).dump(2) + "\n";
     std::cout << text;
-    if (args.out) {
-      std::ofstream file(*args.out);
-      file << text;
-      if (!file) throw std::runtime_error("cannot write " + *args.out);
-    }
+    if (args.out)
+      star::files::write_stream_atomically(*args.out,
+                                           [&text](std::ostream& out) { out << text; });
   } catch (const usage_error& e) {
     return usage_failure(e);
   } catch (const c10::Error& e) {  // e.g. a dtype this LibTorch lacks on the device

@@ -22,13 +22,18 @@ namespace star::step_bench {
 /// `star::lse_relevance_accumulator` over all blocks (`star::libtorch::add_selected_block`).
 class relevance_observer final : public sd35::attention_observer {
  public:
+  /// @brief The mean of the blocks' relevance maps, on the LibTorch backend.
   using accumulator = star::lse_relevance_accumulator<libtorch::backend>;
 
+  /// @param device     where the reported q, k and LSE live; the maps are computed there in
+  ///                    float32
+  /// @param selection  the text columns and weights of every block's map
   relevance_observer(at::Device device, text_selection selection)
       : backend_(device, at::kFloat), accumulator_(backend_, std::move(selection)) {}
   relevance_observer(const relevance_observer&) = delete;  // accumulator_ points at backend_
   relevance_observer& operator=(const relevance_observer&) = delete;
 
+  /// @brief Adds block `block`'s relevance map [B, N] of the selected columns to the mean.
   void on_joint_attention(int block, const at::Tensor& q, const at::Tensor& k,
                           const at::Tensor& lse, const token_layout& layout) override {
     libtorch::add_selected_block(accumulator_, block, q, k, layout, lse);

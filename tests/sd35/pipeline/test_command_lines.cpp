@@ -1,14 +1,17 @@
 // The example programs' command lines: the shared parsers (star_command_line) in process, and
-// star-generate run as a user runs it. A bad argument ends the program with exit status 2 and
-// a message naming the option and what it accepts, before any model is loaded; --help prints
-// the usage and succeeds.
+// star-generate and star-sd35-step-bench run as a user runs them. A bad argument ends the
+// program with exit status 2 and a message naming the option and what it accepts, before any
+// model is loaded; --help prints the usage and succeeds.
 
 #include <torch/cuda.h>
 #undef CHECK
 #include <catch2/catch.hpp>
 
+#include <nlohmann/json.hpp>
+
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <string>
 #include <vector>
 
@@ -25,6 +28,10 @@ using star::test::command_result;
 
 command_result star_generate(const std::string& arguments) {
   return star::test::run_command(std::string(STAR_GENERATE_BINARY) + " " + arguments);
+}
+
+command_result step_bench(const std::string& arguments) {
+  return star::test::run_command(std::string(STAR_STEP_BENCH_BINARY) + " " + arguments);
 }
 
 /// Requires `result` to be a usage error (exit status 2) whose message holds every one of
@@ -179,4 +186,35 @@ TEST_CASE("star-generate: past the command line, a folder without a model is exi
   CHECK(result.status == 1);
   CHECK_THAT(result.output, Catch::Contains(empty_model().string()) &&
                                 Catch::Contains("transformer") && Catch::Contains("config.json"));
+}
+
+TEST_CASE("star-sd35-step-bench: an OUT.json that cannot be written stops it before the run",
+          "[sd35][command_line][step-bench]") {
+  const auto dir = star::test::scratch_dir("step_bench_cli");
+  const auto out = dir / "absent" / "report.json";
+  const auto result = step_bench("--config tiny --device cpu " + out.string());
+  require_usage_error(result, {"OUT.json: cannot write '" + out.string() + "'",
+                               "absent' does not exist", "usage: star-sd35-step-bench"});
+  CHECK_THAT(result.output, !Catch::Contains("seconds_per_step"));  // nothing was measured
+  require_usage_error(step_bench("--config tiny --device gpu"),
+                      {"--device: expected cpu, cuda or cuda:N, got 'gpu'"});
+  require_usage_error(step_bench("--config tiny --repeats 0"),
+                      {"--repeats: expected an integer >= 1, got '0'"});
+}
+
+TEST_CASE("star-sd35-step-bench writes OUT.json whole: what it prints, and no partial file",
+          "[sd35][command_line][step-bench]") {
+  const auto dir = star::test::scratch_dir("step_bench_out");
+  const auto out = dir / "report.json";
+  std::ofstream(out) << "old";
+  const auto result = step_bench(
+      "--config tiny --resolution 64 --dtype f32 --device cpu --repeats 1 --warmup 0 " +
+      out.string());
+  REQUIRE(result.status == 0);
+  std::ifstream in(out);
+  const std::string written((std::istreambuf_iterator<char>(in)),
+                            std::istreambuf_iterator<char>());
+  CHECK_THAT(result.output, Catch::Contains(written));  // stdout, stderr would come after
+  CHECK(nlohmann::json::parse(written).at("config") == "tiny");
+  CHECK(std::distance(fs::directory_iterator(dir), fs::directory_iterator()) == 1);
 }
