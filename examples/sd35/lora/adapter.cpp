@@ -5,6 +5,7 @@
 #include <cmath>
 #include <sstream>
 #include <utility>
+#include <vector>
 
 #include "star/core/error.hpp"
 
@@ -60,41 +61,65 @@ std::string device_name(const at::Device& device) {
   return out.str();
 }
 
+using named_linear = std::pair<std::string, std::shared_ptr<torch::nn::LinearImpl>>;
+
+/// The Linears of `model` that `options` adapts, in the model's module order, after validating
+/// `options`; reads `model` only.
+/// @throws option_error on invalid options or when no Linear matches any target
+std::vector<named_linear> adapted_linears(const torch::nn::Module& model,
+                                          const lora_options& options) {
+  options.validate();
+  std::vector<named_linear> linears;
+  for (const auto& item : model.named_modules(std::string(), /*include_self=*/false)) {
+    auto linear = std::dynamic_pointer_cast<torch::nn::LinearImpl>(item.value());
+    if (!linear) continue;
+    for (const auto& suffix : options.target_modules)
+      if (matches_lora_target(item.key(), suffix)) {
+        linears.emplace_back(item.key(), linear);
+        break;
+      }
+  }
+  if (linears.empty()) {
+    std::string list;
+    for (const auto& suffix : options.target_modules)
+      list += (list.empty() ? "" : ", ") + suffix;
+    throw option_error("lora_options.target_modules: no torch::nn::Linear of the model matches "
+                       "any of [" + list + "]");
+  }
+  return linears;
+}
+
 }  // namespace
 
 lora_adapter::lora_adapter(torch::nn::Module& model, lora_options options)
     : options_(std::move(options)) {
-  options_.validate();
-  for (auto& parameter : model.parameters()) parameter.set_requires_grad(false);
-
   auto generator = at::make_generator<at::CPUGeneratorImpl>(options_.seed);
-  for (const auto& item : model.named_modules(std::string(), /*include_self=*/false)) {
-    auto linear = std::dynamic_pointer_cast<torch::nn::LinearImpl>(item.value());
-    if (!linear) continue;
-    bool wanted = false;
-    for (const auto& suffix : options_.target_modules)
-      wanted = wanted || matches_lora_target(item.key(), suffix);
-    if (!wanted) continue;
-
+  for (const auto& [name, linear] : adapted_linears(model, options_)) {
     const auto base = base_weight(*linear);  // [out, in]
     const auto tensor_options = base.options().dtype(options_.dtype);
-    const auto a = initial_lora_a(options_, base.size(1), generator).to(tensor_options);  // [r, in]
+    const auto a =
+        initial_lora_a(options_, base.size(1), generator).to(tensor_options);  // [r, in]
     const auto b = at::zeros({base.size(0), options_.rank}, tensor_options);  // [out, r]
 
-    auto& node = module_at(*this, item.key());
-    target entry{item.key(), linear, {}, {}};
-    entry.lora_a = child_module(node, "lora_A").register_parameter("weight", a);
-    entry.lora_b = child_module(node, "lora_B").register_parameter("weight", b);
+    auto& node = module_at(*this, name);
+    target entry{name, linear, {}, {}};
+    entry.lora_a = child_module(node, "lora_A").register_parameter("weight", a);  // [r, in]
+    entry.lora_b = child_module(node, "lora_B").register_parameter("weight", b);  // [out, r]
     targets_.push_back(std::move(entry));
   }
-  if (targets_.empty()) {
-    std::string list;
-    for (const auto& suffix : options_.target_modules) list += (list.empty() ? "" : ", ") + suffix;
-    throw option_error(
-        "lora_options.target_modules: no torch::nn::Linear of the model matches "
-        "any of [" +
-        list + "]");
+  // Last, once nothing can fail: a throwing constructor leaves the model as it was.
+  for (auto& parameter : model.parameters()) parameter.set_requires_grad(false);
+}
+
+std::vector<std::pair<std::string, std::vector<std::int64_t>>> lora_adapter::parameter_shapes(
+    const torch::nn::Module& model, const lora_options& options) {
+  std::vector<std::pair<std::string, std::vector<std::int64_t>>> shapes;
+  for (const auto& [name, linear] : adapted_linears(model, options)) {
+    const auto base = base_weight(*linear);  // [out, in]
+    shapes.emplace_back(name + ".lora_A.weight", std::vector{options.rank, base.size(1)});
+    shapes.emplace_back(name + ".lora_B.weight", std::vector{base.size(0), options.rank});
   }
+  return shapes;
 }
 
 lora_adapter::~lora_adapter() { restore(); }
@@ -108,16 +133,19 @@ void lora_adapter::require_unmerged(const char* what) const {
 void lora_adapter::apply() {
   require_unmerged("apply");
   const double scale = options_.scale();
-  for (auto& t : targets_) {
+  // Every adapted weight first, then the members: a device mismatch changes none of them.
+  std::vector<at::Tensor> adapted;
+  adapted.reserve(targets_.size());
+  for (const auto& t : targets_) {
     const auto base = base_weight(*t.linear);  // [out, in]
     if (t.lora_a.device() != base.device())
       throw value_error("lora_adapter::apply: " + t.name + ".lora_A is on " +
                         device_name(t.lora_a.device()) + " but the base weight is on " +
                         device_name(base.device()) + " (move the adapter with ->to(device))");
-    const auto delta = t.lora_b.mm(t.lora_a).mul(scale);        // [out, in]
-    t.linear->weight = base.add(delta.to(base.scalar_type()));  // [out, in]
+    const auto delta = t.lora_b.mm(t.lora_a).mul(scale);       // [out, in]
+    adapted.push_back(base.add(delta.to(base.scalar_type())));  // [out, in]
   }
-  active_ = true;
+  set_weight_members(adapted, true);
 }
 
 void lora_adapter::restore() {

@@ -19,8 +19,10 @@
 
 #include <torch/torch.h>
 
+#include <cstdint>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "sd35/lora/options.hpp"
@@ -34,9 +36,11 @@ class lora_adapter : public torch::nn::Module {
   /// @brief Adapts every `torch::nn::Linear` submodule of `model` whose name matches a target
   /// suffix (`matches_lora_target`), creating A (per `options.init`, seeded) and B = 0 on the
   /// base weight's device in `options.dtype`. Freezes EVERY parameter of `model`
-  /// (requires_grad false), as peft does. The Linears are held, so the adapter may outlive
-  /// `model`. The Linear members are left at the base weights (call `apply()`).
-  /// @throws star::option_error on invalid options or when no Linear matches any target
+  /// (requires_grad false), as peft does, once everything else succeeded. The Linears are held,
+  /// so the adapter may outlive `model`. The Linear members are left at the base weights (call
+  /// `apply()`).
+  /// @throws star::option_error on invalid options or when no Linear matches any target (the
+  ///   model is then unchanged)
   lora_adapter(torch::nn::Module& model, lora_options options);
   /// @brief Puts every adapted Linear's `weight` member back to its base parameter.
   ~lora_adapter() override;
@@ -60,9 +64,17 @@ class lora_adapter : public torch::nn::Module {
     bool previous_active_;
   };
 
+  /// @brief The parameters an adapter of `model` with `options` has, in its order: per adapted
+  /// Linear `<module>.lora_A.weight` [r, in] and `<module>.lora_B.weight` [out, r]. Changes
+  /// nothing: what a loader checks a file against before building the adapter.
+  /// @throws star::option_error as the constructor does
+  static std::vector<std::pair<std::string, std::vector<std::int64_t>>> parameter_shapes(
+      const torch::nn::Module& model, const lora_options& options);
+
   /// @brief Sets every adapted Linear's `weight` member to `W0 + scale B A` (non-leaf: autograd
   /// reaches A and B; under NoGradGuard it is a plain tensor).
   /// @throws star::value_error after `merge()`, or when A/B and W0 are on different devices
+  ///   (no member is then changed)
   void apply();
   /// @brief Sets every adapted Linear's `weight` member back to its registered base parameter.
   void restore();

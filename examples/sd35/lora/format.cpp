@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "files/atomic_file.hpp"
+#include "sd35/lora/file_pair.hpp"
 #include "sd35/safetensors/checkpoint.hpp"
 #include "sd35/safetensors/load.hpp"
 #include "star/core/error.hpp"
@@ -38,7 +39,8 @@ std::string_view key_prefix(lora_format format) {
 // ---------------------------------------------------------------------------------------------
 // Saving
 
-/// peft's LoraConfig fields of `options` (lora_alpha an integer when it is one, as peft types it).
+/// peft's LoraConfig fields of `options` (lora_alpha an integer when it is one, as peft types
+/// it).
 json lora_config(const lora_options& options) {
   json config = json::object();
   config["peft_type"] = "LORA";
@@ -60,10 +62,20 @@ json lora_config(const lora_options& options) {
   return config;
 }
 
-/// Writes `text` to `path` atomically (through `path.partial` and a rename).
-void write_text_atomically(const fs::path& path, const std::string& text) {
+/// peft's pair: `adapter_model.safetensors` and `adapter_config.json` in `folder`, written
+/// together (`write_file_pair`: both new, or on failure both as they were).
+void save_peft(const fs::path& folder,
+               const std::vector<std::pair<std::string, at::Tensor>>& tensors,
+               const json& config) {
+  const auto text = config.dump(2) + "\n";
   try {
-    files::write_stream_atomically(path, [&text](std::ostream& out) { out << text; });
+    write_file_pair(
+        folder / peft_weights_name,
+        [&tensors](const fs::path& path) { save_safetensors(path, tensors, {{"format", "pt"}}); },
+        folder / peft_config_name,
+        [&text](const fs::path& path) {
+          files::write_stream_atomically(path, [&text](std::ostream& out) { out << text; });
+        });
   } catch (const files::file_write_error& e) {
     throw checkpoint_error("save_lora: " + std::string(e.what()));
   }
@@ -115,7 +127,8 @@ struct lora_file_config {
 lora_file_config parse_config(const json& config, const std::string& prefix,
                               const std::string& source) {
   const auto fail = [&](const std::string& field, const std::string& what) -> void {
-    throw checkpoint_error("load_lora " + source + ": config key '" + prefix + field + "' " + what);
+    throw checkpoint_error("load_lora " + source + ": config key '" + prefix + field + "' " +
+                           what);
   };
   const auto find = [&](const std::string& field) -> const json* {
     const auto found = config.find(prefix + field);
@@ -261,11 +274,10 @@ void save_lora(const lora_adapter& adapter, const fs::path& folder, lora_format 
 
   const auto config = lora_config(adapter.options());
   if (format == lora_format::peft) {
-    save_safetensors(folder / peft_weights_name, tensors, {{"format", "pt"}});
     auto full = config;
     full["base_model_name_or_path"] =
         base_model_name_or_path.empty() ? json(nullptr) : json(base_model_name_or_path);
-    write_text_atomically(folder / peft_config_name, full.dump(2) + "\n");
+    save_peft(folder, tensors, full);
     return;
   }
   json prefixed = json::object();
@@ -295,41 +307,42 @@ loaded_lora load_lora(torch::nn::Module& model, const fs::path& path, at::Scalar
     options.target_modules.assign(modules.begin(), modules.end());
   }
 
+  // Every check before the model is touched: building the adapter freezes the model.
+  std::map<std::string, std::vector<std::int64_t>> expected_shapes;
+  try {
+    for (auto& [name, shape] : lora_adapter::parameter_shapes(model, options))
+      expected_shapes.emplace(name, std::move(shape));
+  } catch (const star::error& e) {
+    throw checkpoint_error(source + ": " + e.what());
+  }
+  std::map<std::string, at::Tensor> values;  // adapter parameter name -> its file tensor
+  for (const auto& key : keys) {
+    const auto expected = expected_shapes.find(key.parameter);
+    if (expected == expected_shapes.end())
+      throw checkpoint_error(source + ": key '" + key.key + "' adapts no Linear of the adapter: " +
+                             not_adapted_reason(model, key.module, options));
+    const auto actual = ckpt.info(key.key).shape;
+    if (expected->second != actual)
+      throw checkpoint_error(source + ": key '" + key.key + "' has shape " +
+                             star::to_string(actual) + ", expected " +
+                             star::to_string(expected->second) + " (" +
+                             (key.is_a ? "lora_A [r, in]" : "lora_B [out, r]") +
+                             ", r = " + std::to_string(options.rank) + ")");
+    values.emplace(key.parameter, ckpt.tensor(key.key, dtype));  // [r, in] or [out, r]
+  }
+  for (const auto& [name, shape] : expected_shapes)
+    if (!values.count(name))
+      throw checkpoint_error(source + ": no key '" + std::string(key_prefix(located.format)) +
+                             name + "' for an adapted Linear");
+
   loaded_lora out;
   out.format = located.format;
   out.file = located.weights;
   out.alpha_from_file = config.has_value();
-  try {
-    out.adapter = std::make_shared<lora_adapter>(model, options);
-  } catch (const star::error& e) {
-    throw checkpoint_error(source + ": " + e.what());
-  }
-
+  out.adapter = std::make_shared<lora_adapter>(model, options);
   auto parameters = out.adapter->named_parameters();
-  std::set<std::string> filled;
-  for (const auto& key : keys) {
-    const auto* parameter = parameters.find(key.parameter);
-    if (parameter == nullptr)
-      throw checkpoint_error(source + ": key '" + key.key + "' adapts no Linear of the adapter: " +
-                             not_adapted_reason(model, key.module, options));
-    const auto expected = parameter->sizes().vec();
-    const auto actual = ckpt.info(key.key).shape;
-    if (expected != actual)
-      throw checkpoint_error(source + ": key '" + key.key + "' has shape " +
-                             star::to_string(actual) + ", expected " + star::to_string(expected) +
-                             " (" + (key.is_a ? "lora_A [r, in]" : "lora_B [out, r]") +
-                             ", r = " + std::to_string(options.rank) + ")");
-    filled.insert(key.parameter);
-  }
-  for (const auto& item : parameters)
-    if (!filled.count(item.key()))
-      throw checkpoint_error(source + ": no key '" + std::string(key_prefix(located.format)) +
-                             item.key() + "' for an adapted Linear");
-
   const at::NoGradGuard no_grad;
-  for (const auto& key : keys) {
-    parameters[key.parameter].copy_(ckpt.tensor(key.key, dtype));
-  }
+  for (const auto& [name, value] : values) parameters[name].copy_(value);
   return out;
 }
 

@@ -46,15 +46,18 @@ inline constexpr const char* peft_config_name = "adapter_config.json";
 /// @brief diffusers' LoRA file name, `pytorch_lora_weights.safetensors`.
 inline constexpr const char* diffusers_weights_name = "pytorch_lora_weights.safetensors";
 
-/// @brief Writes `adapter` in `format` into `folder` (created if needed; files written
-/// atomically), tensors in the adapter's dtype.
+/// @brief Writes `adapter` in `format` into `folder` (created if needed), tensors in the
+/// adapter's dtype. Files are written atomically, and peft's weights and config together: when
+/// saving fails, the files already in `folder` are left as they were and no partial file
+/// remains.
 /// @param adapter                  the adapter (its options give r, alpha, targets, init)
 /// @param folder                   the output folder
 /// @param format                   peft or diffusers
-/// @param base_model_name_or_path  peft's `base_model_name_or_path` (null in the JSON when empty)
+/// @param base_model_name_or_path  peft's `base_model_name_or_path` (null in the JSON when
+///                                 empty)
 /// @throws checkpoint_error naming the file on an I/O failure
-void save_lora(const lora_adapter& adapter, const std::filesystem::path& folder, lora_format format,
-               const std::string& base_model_name_or_path = {});
+void save_lora(const lora_adapter& adapter, const std::filesystem::path& folder,
+               lora_format format, const std::string& base_model_name_or_path = {});
 
 /// @brief What `load_lora` read.
 struct loaded_lora {
@@ -69,7 +72,8 @@ struct loaded_lora {
 /// come from the config (targets: the file's module names when there is none). Every key must
 /// be `<prefix><module>.lora_A.weight` / `.lora_B.weight` of an adapted Linear of `model`
 /// with shape [r, in] / [out, r], and every adapted Linear must have both.
-/// @param model  the module to adapt (its parameters are frozen, see `lora_adapter`)
+/// @param model  the module to adapt (its parameters are frozen, see `lora_adapter`; only once
+///   every check passed: when loading throws, `model` is unchanged)
 /// @param path   a folder holding `adapter_model.safetensors` (+ `adapter_config.json`) or
 ///   `pytorch_lora_weights.safetensors`, or either .safetensors file itself
 /// @param dtype  the adapter's dtype (the file's tensors are converted)

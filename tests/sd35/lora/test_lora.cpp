@@ -15,13 +15,12 @@
 #include "sd35/safetensors/load.hpp"
 #undef CHECK
 
-#include <unistd.h>
-
 #include <algorithm>
 #include <catch2/catch.hpp>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <limits>
 #include <memory>
 #include <nlohmann/json.hpp>
@@ -32,6 +31,7 @@
 
 #include "sd35/sd35_mmdit_fixture.hpp"
 #include "support/safetensors.hpp"
+#include "support/scratch_dir.hpp"
 
 namespace {
 
@@ -111,19 +111,11 @@ std::vector<std::string> sorted(std::vector<std::string> names) {
   return names;
 }
 
-/// A folder under the temp dir, removed at the end of the test.
-struct temp_folder {
-  fs::path path;
-  explicit temp_folder(const std::string& name)
-      : path(fs::temp_directory_path() / ("star_lora_" + name + "_" + std::to_string(::getpid()))) {
-    fs::remove_all(path);
-    fs::create_directories(path);
-  }
-  ~temp_folder() {
-    std::error_code ignored;
-    fs::remove_all(path, ignored);
-  }
-};
+/// Requires every parameter of `model` to be trainable, as a fresh model's are: what a failed
+/// adapter construction or load must leave.
+void require_untouched(const torch::nn::Module& model) {
+  for (const auto& p : model.parameters()) REQUIRE(p.requires_grad());
+}
 
 /// The tensors of a saved adapter under `prefix`, as save_safetensors takes them.
 std::vector<std::pair<std::string, at::Tensor>> prefixed_tensors(const lora_adapter& lora,
@@ -439,15 +431,16 @@ TEST_CASE("options: bad values and targets matching nothing are errors naming th
   o = lora_options{};
   o.dtype = at::kLong;
   rejects(o, "dtype");
+  require_untouched(*model);  // a rejected adapter froze nothing, targets matching nothing too
 }
 
 TEST_CASE("peft: keys and adapter_config.json are peft's", "[sd35][lora][format]") {
   auto model = tiny_model();
   const lora_adapter lora(*model, lora_options{});
-  const temp_folder folder("peft_keys");
-  save_lora(lora, folder.path, lora_format::peft, "stabilityai/stable-diffusion-3.5-medium");
+  const auto folder = star::test::scratch_dir("peft_keys");
+  save_lora(lora, folder, lora_format::peft, "stabilityai/stable-diffusion-3.5-medium");
 
-  const auto ckpt = checkpoint::open(folder.path / "adapter_model.safetensors");
+  const auto ckpt = checkpoint::open(folder / "adapter_model.safetensors");
   std::vector<std::string> expected;
   for (const auto& module : expected_adapted_modules(3)) {
     expected.push_back("base_model.model." + module + ".lora_A.weight");
@@ -458,7 +451,7 @@ TEST_CASE("peft: keys and adapter_config.json are peft's", "[sd35][lora][format]
   CHECK(ckpt.info("base_model.model.transformer_blocks.0.attn.to_q.lora_A.weight").type ==
         safetensors::dtype::f32);
 
-  std::ifstream in(folder.path / "adapter_config.json");
+  std::ifstream in(folder / "adapter_config.json");
   const auto config = json::parse(in);
   const json want = {{"peft_type", "LORA"},
                      {"r", 32},
@@ -471,7 +464,7 @@ TEST_CASE("peft: keys and adapter_config.json are peft's", "[sd35][lora][format]
                      {"base_model_name_or_path", "stabilityai/stable-diffusion-3.5-medium"}};
   CHECK(config == want);
   CHECK(config["lora_alpha"].is_number_integer());
-  CHECK_FALSE(fs::exists(folder.path / "adapter_model.safetensors.partial"));
+  CHECK_FALSE(fs::exists(folder / "adapter_model.safetensors.partial"));
 }
 
 TEST_CASE("diffusers: keys and the lora_adapter_metadata are diffusers'", "[sd35][lora][format]") {
@@ -480,12 +473,12 @@ TEST_CASE("diffusers: keys and the lora_adapter_metadata are diffusers'", "[sd35
   options.init = lora_init::kaiming_uniform;
   options.alpha = 2.5;
   const lora_adapter lora(*model, options);
-  const temp_folder folder("diffusers_keys");
-  save_lora(lora, folder.path, lora_format::diffusers);
-  CHECK(std::vector<fs::path>(fs::directory_iterator(folder.path), fs::directory_iterator()) ==
-        std::vector<fs::path>{folder.path / "pytorch_lora_weights.safetensors"});
+  const auto folder = star::test::scratch_dir("diffusers_keys");
+  save_lora(lora, folder, lora_format::diffusers);
+  CHECK(std::vector<fs::path>(fs::directory_iterator(folder), fs::directory_iterator()) ==
+        std::vector<fs::path>{folder / "pytorch_lora_weights.safetensors"});
 
-  const auto ckpt = checkpoint::open(folder.path / "pytorch_lora_weights.safetensors");
+  const auto ckpt = checkpoint::open(folder / "pytorch_lora_weights.safetensors");
   std::vector<std::string> expected;
   for (const auto& module : expected_adapted_modules(3)) {
     expected.push_back("transformer." + module + ".lora_A.weight");
@@ -523,12 +516,12 @@ TEST_CASE("round trip: peft and diffusers files reload into a fresh model with i
       const auto on = lora.enabled();
       return run(*model, in);
     }();
-    const temp_folder folder(peft ? "peft_round_trip" : "diffusers_round_trip");
-    save_lora(lora, folder.path, format);
+    const auto folder = star::test::scratch_dir(peft ? "peft_round_trip" : "diffusers_round_trip");
+    save_lora(lora, folder, format);
 
     // The folder, and the weights file itself.
     for (const auto& path :
-         {folder.path, folder.path / (peft ? peft_weights_name : diffusers_weights_name)}) {
+         {folder, folder / (peft ? peft_weights_name : diffusers_weights_name)}) {
       INFO(path);
       auto fresh = tiny_model();
       const auto loaded = load_lora(*fresh, path);
@@ -556,12 +549,12 @@ TEST_CASE("diffusers: a file without metadata loads with alpha = r and the file'
   options.target_modules = {"transformer_blocks.1.attn.to_k", "attn.to_add_out"};
   lora_adapter lora(*model, options);
   randomize_b(lora, 10);
-  const temp_folder folder("diffusers_no_metadata");
-  const auto file = folder.path / "pytorch_lora_weights.safetensors";
+  const auto folder = star::test::scratch_dir("diffusers_no_metadata");
+  const auto file = folder / "pytorch_lora_weights.safetensors";
   save_safetensors(file, prefixed_tensors(lora, "transformer."));
 
   auto fresh = tiny_model();
-  const auto loaded = load_lora(*fresh, folder.path);
+  const auto loaded = load_lora(*fresh, folder);
   CHECK_FALSE(loaded.alpha_from_file);
   CHECK(loaded.adapter->options().rank == 4);
   CHECK(loaded.adapter->scale() == 1.0);
@@ -580,15 +573,16 @@ TEST_CASE("errors: a mis-shaped, unknown, non-LoRA or missing key is named",
           "[sd35][lora][format]") {
   auto model = tiny_model();
   const lora_adapter lora(*model, small_options());
-  const temp_folder folder("errors");
-  const auto file = folder.path / "pytorch_lora_weights.safetensors";
+  const auto folder = star::test::scratch_dir("errors");
+  const auto file = folder / "pytorch_lora_weights.safetensors";
   const auto rejects = [&](const std::vector<std::pair<std::string, at::Tensor>>& tensors,
                            const std::vector<std::string>& named) {
     save_safetensors(file, tensors);
     auto fresh = tiny_model();
-    REQUIRE_THROWS_AS(load_lora(*fresh, folder.path), checkpoint_error);
+    REQUIRE_THROWS_AS(load_lora(*fresh, folder), checkpoint_error);
     for (const auto& text : named)
-      REQUIRE_THROWS_WITH(load_lora(*fresh, folder.path), Catch::Contains(text));
+      REQUIRE_THROWS_WITH(load_lora(*fresh, folder), Catch::Contains(text));
+    require_untouched(*fresh);
   };
   const auto good = prefixed_tensors(lora, "transformer.");
 
@@ -608,8 +602,8 @@ TEST_CASE("errors: a mis-shaped, unknown, non-LoRA or missing key is named",
     rejects(tensors, {key, "no module"});
   }
   SECTION("a Linear that is not a target (peft config lists the targets)") {
-    save_lora(lora, folder.path / "peft", lora_format::peft);
-    const auto weights = folder.path / "peft" / "adapter_model.safetensors";
+    save_lora(lora, folder / "peft", lora_format::peft);
+    const auto weights = folder / "peft" / "adapter_model.safetensors";
     auto tensors = prefixed_tensors(lora, "base_model.model.");
     const std::string key = "base_model.model.transformer_blocks.0.attn2.to_q.lora_A.weight";
     tensors.emplace_back(key, at::zeros({4, 32}));
@@ -617,7 +611,9 @@ TEST_CASE("errors: a mis-shaped, unknown, non-LoRA or missing key is named",
     auto fresh = tiny_model();
     REQUIRE_THROWS_AS(load_lora(*fresh, weights), checkpoint_error);
     REQUIRE_THROWS_WITH(load_lora(*fresh, weights), Catch::Contains(key));
-    REQUIRE_THROWS_WITH(load_lora(*fresh, weights), Catch::Contains("matches none of the targets"));
+    REQUIRE_THROWS_WITH(load_lora(*fresh, weights),
+                        Catch::Contains("matches none of the targets"));
+    require_untouched(*fresh);
   }
   SECTION("not a LoRA weight") {
     auto tensors = good;
@@ -639,25 +635,70 @@ TEST_CASE("errors: a mis-shaped, unknown, non-LoRA or missing key is named",
     rejects(tensors, {key});
   }
   SECTION("no LoRA file in the folder, or a peft file without its config") {
-    const temp_folder empty("errors_empty");
+    const auto empty = star::test::scratch_dir("errors_empty");
     auto fresh = tiny_model();
-    REQUIRE_THROWS_AS(load_lora(*fresh, empty.path), checkpoint_error);
-    REQUIRE_THROWS_WITH(load_lora(*fresh, empty.path),
+    REQUIRE_THROWS_AS(load_lora(*fresh, empty), checkpoint_error);
+    REQUIRE_THROWS_WITH(load_lora(*fresh, empty),
                         Catch::Contains("adapter_model.safetensors"));
-    save_safetensors(empty.path / "adapter_model.safetensors",
+    save_safetensors(empty / "adapter_model.safetensors",
                      prefixed_tensors(lora, "base_model.model."));
-    REQUIRE_THROWS_WITH(load_lora(*fresh, empty.path), Catch::Contains("adapter_config.json"));
+    REQUIRE_THROWS_WITH(load_lora(*fresh, empty), Catch::Contains("adapter_config.json"));
   }
   SECTION("a bad config value names the config key") {
-    save_lora(lora, folder.path / "bad_config", lora_format::peft);
-    const auto config_path = folder.path / "bad_config" / "adapter_config.json";
+    save_lora(lora, folder / "bad_config", lora_format::peft);
+    const auto config_path = folder / "bad_config" / "adapter_config.json";
     std::ifstream in(config_path);
     auto config = json::parse(in);
     in.close();
     config["r"] = 0;
     std::ofstream(config_path) << config.dump();
     auto fresh = tiny_model();
-    REQUIRE_THROWS_AS(load_lora(*fresh, folder.path / "bad_config"), checkpoint_error);
-    REQUIRE_THROWS_WITH(load_lora(*fresh, folder.path / "bad_config"), Catch::Contains("'r'"));
+    REQUIRE_THROWS_AS(load_lora(*fresh, folder / "bad_config"), checkpoint_error);
+    REQUIRE_THROWS_WITH(load_lora(*fresh, folder / "bad_config"), Catch::Contains("'r'"));
   }
+}
+
+TEST_CASE("peft: when one file of the pair cannot be written, neither changes",
+          "[sd35][lora][format]") {
+  auto model = tiny_model();
+  const lora_adapter first(*model, small_options());
+  auto other = small_options();
+  other.seed = 8;
+  const lora_adapter second(*model, other);
+  const auto folder = star::test::scratch_dir("peft_pair");
+  const auto weights = folder / peft_weights_name;
+  const auto read_bytes = [](const fs::path& path) {
+    std::ifstream in(path, std::ios::binary);
+    return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+  };
+  const auto listing = [&folder] {
+    std::set<std::string> names;
+    for (const auto& entry : fs::directory_iterator(folder))
+      names.insert(entry.path().filename().string());
+    return names;
+  };
+  // adapter_config.json is a folder: it cannot be replaced by a file.
+  fs::create_directories(folder / peft_config_name);
+  REQUIRE_THROWS_AS(save_lora(first, folder, lora_format::peft), checkpoint_error);
+  REQUIRE_THROWS_WITH(save_lora(first, folder, lora_format::peft),
+                      Catch::Contains("save_lora") && Catch::Contains(peft_config_name));
+  CHECK(listing() == std::set<std::string>{peft_config_name});  // no weights, nothing partial
+
+  // An earlier adapter's weights stay as they were, byte for byte.
+  save_safetensors(weights, prefixed_tensors(first, "base_model.model."));
+  const auto before = read_bytes(weights);
+  REQUIRE_THROWS_AS(save_lora(second, folder, lora_format::peft), checkpoint_error);
+  CHECK(read_bytes(weights) == before);
+  CHECK(listing() == std::set<std::string>{peft_config_name, peft_weights_name});
+
+  // Once the config can be written, the pair is replaced.
+  fs::remove(folder / peft_config_name);
+  save_lora(second, folder, lora_format::peft);
+  CHECK(read_bytes(weights) != before);
+  CHECK(listing() == std::set<std::string>{peft_config_name, peft_weights_name});
+  auto fresh = tiny_model();
+  const auto loaded = load_lora(*fresh, folder);
+  const auto expected = second.named_parameters();
+  for (const auto& item : loaded.adapter->named_parameters())
+    CHECK(max_abs_diff(item.value(), expected[item.key()]) == 0.0);
 }
