@@ -3,12 +3,11 @@
 #include <ATen/ATen.h>
 #include <nlohmann/json.hpp>
 
-#include <algorithm>
 #include <array>
 #include <cstring>
 #include <fstream>
 #include <iterator>
-#include <set>
+#include <string_view>
 #include <utility>
 
 namespace star::sd35 {

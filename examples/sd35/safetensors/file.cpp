@@ -148,7 +148,8 @@ tensor_entry parse_entry(const std::string& name, const json& entry, std::uint64
          "unknown dtype " + show(type_value) + " (known: F64, F32, F16, BF16, I64, I32, U8, BOOL)");
   tensor_entry tensor{name, *type, parse_shape(member(entry, "shape", source, name), source, name),
                       0, 0};
-  const auto [begin, end] = parse_offsets(member(entry, "data_offsets", source, name), source, name);
+  const auto [begin, end] =
+      parse_offsets(member(entry, "data_offsets", source, name), source, name);
   const auto offsets = "data_offsets " + range_text(begin, end);
   if (begin > end) fail(source, name, offsets + " are reversed (begin > end)");
   if (end > data_size)
@@ -272,15 +273,17 @@ file::file(std::filesystem::path path, std::shared_ptr<const mapping> map,
 
 file file::open(const std::filesystem::path& path) {
   const auto name = path.string();
-  const auto system_error = [&name](const char* what) {
-    fail(name, {}, std::string(what) + ": " + std::strerror(errno));
+  // `error`: the errno of the failed call, read before ::close can overwrite it.
+  const auto system_error = [&name](const char* what, int error) {
+    fail(name, {}, std::string(what) + ": " + std::strerror(error));
   };
   const int descriptor = ::open(name.c_str(), O_RDONLY | O_CLOEXEC);
-  if (descriptor < 0) system_error("cannot open");
+  if (descriptor < 0) system_error("cannot open", errno);
   struct ::stat status {};
   if (::fstat(descriptor, &status) != 0) {
+    const int error = errno;
     ::close(descriptor);
-    system_error("cannot stat");
+    system_error("cannot stat", error);
   }
   if (!S_ISREG(status.st_mode)) {
     ::close(descriptor);
@@ -291,8 +294,9 @@ file file::open(const std::filesystem::path& path) {
   if (size > 0) {
     address = ::mmap(nullptr, size, PROT_READ, MAP_PRIVATE, descriptor, 0);
     if (address == MAP_FAILED) {
+      const int error = errno;
       ::close(descriptor);
-      system_error("cannot map");
+      system_error("cannot map", error);
     }
   }
   ::close(descriptor);  // the mapping keeps the file open

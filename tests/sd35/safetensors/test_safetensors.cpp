@@ -6,10 +6,11 @@
 #undef CHECK
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
-#include <random>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -18,6 +19,7 @@
 #include "sd35/safetensors/load.hpp"
 #include "support/random.hpp"
 #include "support/safetensors.hpp"
+#include "support/scratch_dir.hpp"
 
 namespace {
 
@@ -25,27 +27,6 @@ namespace fs = std::filesystem;
 using star::sd35::checkpoint;
 using star::sd35::checkpoint_error;
 using star::sd35::safetensors::dtype;
-
-/// A fresh directory under the system's temporary folder, removed with everything in it.
-class temp_dir {
- public:
-  temp_dir() {
-    std::random_device entropy;
-    path_ = fs::temp_directory_path() / ("star_safetensors_test_" + std::to_string(entropy()));
-    fs::create_directories(path_);
-  }
-  temp_dir(const temp_dir&) = delete;
-  temp_dir& operator=(const temp_dir&) = delete;
-  ~temp_dir() {
-    std::error_code ignored;
-    fs::remove_all(path_, ignored);
-  }
-  fs::path operator/(const std::string& name) const { return path_ / name; }
-  const fs::path& path() const { return path_; }
-
- private:
-  fs::path path_;
-};
 
 /// A float32 tensor of `shape` with seeded standard normal values.
 torch::Tensor random_tensor(const std::vector<std::int64_t>& shape, std::uint64_t seed) {
@@ -70,13 +51,15 @@ std::vector<std::byte> file_bytes(const std::string& header, std::size_t data_by
 
 void write_bytes(const fs::path& path, const std::vector<std::byte>& bytes) {
   std::ofstream out(path, std::ios::binary);
-  out.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
+  out.write(reinterpret_cast<const char*>(bytes.data()),
+            static_cast<std::streamsize>(bytes.size()));
 }
 
 /// The names of the files in `dir`.
 std::vector<std::string> listing(const fs::path& dir) {
   std::vector<std::string> names;
-  for (const auto& item : fs::directory_iterator(dir)) names.push_back(item.path().filename().string());
+  for (const auto& item : fs::directory_iterator(dir))
+    names.push_back(item.path().filename().string());
   std::sort(names.begin(), names.end());
   return names;
 }
@@ -118,19 +101,20 @@ TEST_CASE("fixtures: every tensor of the golden files reads as the reference rea
       REQUIRE(ckpt.contains(tensor_name));
       REQUIRE(ckpt.info(tensor_name).shape == reference.dims);
       const auto values = ckpt.tensor(tensor_name, at::kDouble);  // reference.dims
-      const auto expected_values =
-          torch::tensor(reference.values, torch::kDouble).reshape(reference.dims);  // reference.dims
+      const auto expected_values = torch::tensor(reference.values, torch::kDouble)
+                                       .reshape(reference.dims);  // reference.dims
       REQUIRE(torch::equal(values, expected_values));
     }
   }
-  const auto ckpt = checkpoint::open(star::test::data_path("sd35/sd3_transformer_weights.safetensors"));
+  const auto ckpt =
+      checkpoint::open(star::test::data_path("sd35/sd3_transformer_weights.safetensors"));
   CHECK(ckpt.metadata().at("model") == "SD3Transformer2DModel");
 }
 
 TEST_CASE("round trip: F32, F16 and BF16 write and read back bit-exactly", "[safetensors]") {
   const std::uint64_t seed = 41;
   INFO("seed " << seed);
-  const temp_dir dir;
+  const auto dir = star::test::scratch_dir("round_trip_float");
   const auto f32 = random_tensor({3, 5}, seed);                               // [3, 5]
   const auto f16 = random_tensor({2, 2, 3}, seed + 1).to(torch::kHalf);      // [2, 2, 3]
   const auto bf16 = random_tensor({7}, seed + 2).to(torch::kBFloat16) * 1e3;  // [7]
@@ -146,7 +130,8 @@ TEST_CASE("round trip: F32, F16 and BF16 write and read back bit-exactly", "[saf
 
   const auto ckpt = checkpoint::open(dir / "model.safetensors");
   CHECK(ckpt.names() == std::vector<std::string>{"a.f32", "b.f16", "c.bf16", "d.t"});
-  CHECK(ckpt.metadata() == std::map<std::string, std::string>{{"format", "pt"}, {"note", "round trip"}});
+  CHECK(ckpt.metadata() ==
+        std::map<std::string, std::string>{{"format", "pt"}, {"note", "round trip"}});
   CHECK(ckpt.info("b.f16").type == dtype::f16);
   CHECK(ckpt.info("c.bf16").type == dtype::bf16);
   CHECK(ckpt.info("b.f16").shape == std::vector<std::int64_t>{2, 2, 3});
@@ -164,7 +149,7 @@ TEST_CASE("round trip: F32, F16 and BF16 write and read back bit-exactly", "[saf
 }
 
 TEST_CASE("round trip: F64, I64, I32, U8, BOOL, scalars and empty tensors", "[safetensors]") {
-  const temp_dir dir;
+  const auto dir = star::test::scratch_dir("round_trip_other");
   const auto f64 = random_tensor({2, 3}, 5).to(torch::kDouble);               // [2, 3]
   const auto i64 = torch::tensor({int64_t{-5}, int64_t{1} << 40}, torch::kLong);  // [2]
   const auto i32 = torch::arange(6, torch::kInt).reshape({3, 2});             // [3, 2]
@@ -189,7 +174,7 @@ TEST_CASE("round trip: F64, I64, I32, U8, BOOL, scalars and empty tensors", "[sa
 
 TEST_CASE("save_safetensors: unsupported dtypes and bad names are refused before writing",
           "[safetensors]") {
-  const temp_dir dir;
+  const auto dir = star::test::scratch_dir("save_refused");
   const auto path = dir / "bad.safetensors";
   const auto complex = torch::zeros({2}, torch::kComplexFloat);  // [2]
   REQUIRE_THROWS_AS(star::sd35::save_safetensors(path, {{"z", complex}}), checkpoint_error);
@@ -201,28 +186,28 @@ TEST_CASE("save_safetensors: unsupported dtypes and bad names are refused before
                       Catch::Contains("__metadata__"));
   REQUIRE_THROWS_WITH(star::sd35::save_safetensors(path, {{"u", torch::Tensor()}}),
                       Catch::Contains("'u' is undefined"));
-  CHECK(listing(dir.path()).empty());
+  CHECK(listing(dir).empty());
 }
 
 TEST_CASE("save_safetensors: a failed write leaves no file behind", "[safetensors]") {
-  const temp_dir dir;
+  const auto dir = star::test::scratch_dir("save_failed");
   const std::vector<std::pair<std::string, at::Tensor>> tensors{{"w", torch::ones({2, 2})}};
   // Into a folder that does not exist: nothing can be created.
   REQUIRE_THROWS_AS(star::sd35::save_safetensors(dir / "absent/model.safetensors", tensors),
                     checkpoint_error);
   REQUIRE_THROWS_WITH(star::sd35::save_safetensors(dir / "absent/model.safetensors", tensors),
                       Catch::Contains("absent/model.safetensors"));
-  CHECK(listing(dir.path()).empty());
+  CHECK(listing(dir).empty());
   // Onto a folder: the partial file is written, the rename fails, the partial file goes.
   fs::create_directory(dir / "taken");
   REQUIRE_THROWS_WITH(star::sd35::save_safetensors(dir / "taken", tensors),
                       Catch::Contains("cannot rename"));
-  CHECK(listing(dir.path()) == std::vector<std::string>{"taken"});
+  CHECK(listing(dir) == std::vector<std::string>{"taken"});
   CHECK(fs::is_empty(dir / "taken"));
 }
 
 TEST_CASE("sharded index: two shards and an index read as one checkpoint", "[safetensors]") {
-  const temp_dir dir;
+  const auto dir = star::test::scratch_dir("sharded");
   const auto a = random_tensor({2, 3}, 7);  // [2, 3]
   const auto b = random_tensor({4}, 8).to(torch::kBFloat16);  // [4]
   const auto c = random_tensor({1, 1}, 9);  // [1, 1]
@@ -231,7 +216,7 @@ TEST_CASE("sharded index: two shards and an index read as one checkpoint", "[saf
   std::ofstream(dir / "model.safetensors.index.json")
       << R"({"metadata": {"total_size": 40}, "weight_map": {"a": "model-00001-of-00002.safetensors",
             "b": "model-00001-of-00002.safetensors", "c": "model-00002-of-00002.safetensors"}})";
-  for (const auto& path : {dir / "model.safetensors.index.json", dir.path()}) {
+  for (const auto& path : {dir / "model.safetensors.index.json", dir}) {
     INFO("opened as " << path);
     const auto ckpt = checkpoint::open(path);
     CHECK(ckpt.path() == dir / "model.safetensors.index.json");
@@ -245,7 +230,7 @@ TEST_CASE("sharded index: two shards and an index read as one checkpoint", "[saf
 
 TEST_CASE("sharded index: a missing shard or a tensor absent from its shard names both",
           "[safetensors]") {
-  const temp_dir dir;
+  const auto dir = star::test::scratch_dir("sharded_errors");
   star::sd35::save_safetensors(dir / "one.safetensors", {{"a", torch::ones({1})}});
   std::ofstream(dir / "missing.index.json")
       << R"({"weight_map": {"a": "one.safetensors", "b": "two.safetensors"}})";
@@ -266,26 +251,27 @@ TEST_CASE("sharded index: a missing shard or a tensor absent from its shard name
 
 TEST_CASE("folder: the diffusers file is preferred, then the only file, else an error",
           "[safetensors]") {
-  const temp_dir dir;
+  const auto dir = star::test::scratch_dir("folder");
   star::sd35::save_safetensors(dir / "other.safetensors", {{"x", torch::ones({1})}});
-  CHECK(checkpoint::open(dir.path()).path() == dir / "other.safetensors");
-  star::sd35::save_safetensors(dir / "diffusion_pytorch_model.safetensors", {{"y", torch::ones({1})}});
-  const auto ckpt = checkpoint::open(dir.path());
+  CHECK(checkpoint::open(dir).path() == dir / "other.safetensors");
+  star::sd35::save_safetensors(dir / "diffusion_pytorch_model.safetensors",
+                               {{"y", torch::ones({1})}});
+  const auto ckpt = checkpoint::open(dir);
   CHECK(ckpt.path() == dir / "diffusion_pytorch_model.safetensors");
   CHECK(ckpt.names() == std::vector<std::string>{"y"});
 
-  const temp_dir ambiguous;
+  const auto ambiguous = star::test::scratch_dir("folder_ambiguous");
   star::sd35::save_safetensors(ambiguous / "a.safetensors", {{"x", torch::ones({1})}});
   star::sd35::save_safetensors(ambiguous / "b.safetensors", {{"x", torch::ones({1})}});
-  REQUIRE_THROWS_AS(checkpoint::open(ambiguous.path()), checkpoint_error);
-  REQUIRE_THROWS_WITH(checkpoint::open(ambiguous.path()),
+  REQUIRE_THROWS_AS(checkpoint::open(ambiguous), checkpoint_error);
+  REQUIRE_THROWS_WITH(checkpoint::open(ambiguous),
                       Catch::Contains("diffusion_pytorch_model.safetensors"));
   REQUIRE_THROWS_WITH(checkpoint::open(ambiguous / "nothing_here"),
                       Catch::Contains("nothing_here") && Catch::Contains("no such file"));
 }
 
 TEST_CASE("checkpoint: an absent tensor is an error naming it and the file", "[safetensors]") {
-  const temp_dir dir;
+  const auto dir = star::test::scratch_dir("absent_tensor");
   star::sd35::save_safetensors(dir / "m.safetensors", {{"x", torch::ones({1})}});
   const auto ckpt = checkpoint::open(dir / "m.safetensors");
   CHECK_FALSE(ckpt.contains("y"));
@@ -302,6 +288,8 @@ TEST_CASE("malformed files: each gives checkpoint_error naming the file and the 
     std::vector<std::string> words;
   };
   const std::string f32_2x2 = R"("dtype": "F32", "shape": [2, 2])";
+  // The header {"w": {fields}}: one tensor named w.
+  const auto w = [](const std::string& fields) { return R"({"w": {)" + fields + "}}"; };
   const std::vector<malformed> cases{
       {"3 bytes", std::vector<std::byte>(3), {"3 bytes", "shorter than"}},
       {"header length past the end", file_bytes("{}", 4, 1000), {"1000", "past the end"}},
@@ -309,32 +297,45 @@ TEST_CASE("malformed files: each gives checkpoint_error naming the file and the 
       {"bad JSON", file_bytes(R"({"w": )", 0), {"not valid JSON"}},
       {"top level not an object", file_bytes("[1, 2]", 0), {"header is not a JSON object"}},
       {"entry not an object", file_bytes(R"({"w": 5})", 0), {"'w'", "not a JSON object"}},
-      {"no dtype", file_bytes(R"({"w": {"shape": [], "data_offsets": [0, 4]}})", 4),
+      {"no dtype", file_bytes(w(R"("shape": [], "data_offsets": [0, 4])"), 4),
        {"'w'", "no \"dtype\""}},
-      {"dtype not a string", file_bytes(R"({"w": {"dtype": 4}})", 0), {"'w'", "dtype is not a string"}},
-      {"unknown dtype", file_bytes(R"({"w": {"dtype": "F8_E4M3", "shape": [1], "data_offsets": [0, 1]}})", 1),
+      {"dtype not a string", file_bytes(w(R"("dtype": 4)"), 0), {"'w'", "dtype is not a string"}},
+      {"unknown dtype",
+       file_bytes(w(R"("dtype": "F8_E4M3", "shape": [1], "data_offsets": [0, 1])"), 1),
        {"'w'", "unknown dtype", "F8_E4M3"}},
-      {"shape not an array", file_bytes(R"({"w": {"dtype": "F32", "shape": 4, "data_offsets": [0, 16]}})", 16),
+      {"shape not an array",
+       file_bytes(w(R"("dtype": "F32", "shape": 4, "data_offsets": [0, 16])"), 16),
        {"'w'", "shape is not an array"}},
-      {"negative extent", file_bytes(R"({"w": {"dtype": "F32", "shape": [2, -1], "data_offsets": [0, 0]}})", 0),
+      {"negative extent",
+       file_bytes(w(R"("dtype": "F32", "shape": [2, -1], "data_offsets": [0, 0])"), 0),
        {"'w'", "shape[1] = -1 is negative"}},
-      {"fractional extent", file_bytes(R"({"w": {"dtype": "F32", "shape": [2.5], "data_offsets": [0, 0]}})", 0),
+      {"fractional extent",
+       file_bytes(w(R"("dtype": "F32", "shape": [2.5], "data_offsets": [0, 0])"), 0),
        {"'w'", "not an integer"}},
-      {"extent past int64", file_bytes(R"({"w": {"dtype": "U8", "shape": [18446744073709551615], "data_offsets": [0, 0]}})", 0),
+      {"extent past int64",
+       file_bytes(w(R"("dtype": "U8", "shape": [18446744073709551615], "data_offsets": [0, 0])"),
+                  0),
        {"'w'", "overflows int64"}},
-      {"element count past int64", file_bytes(R"({"w": {"dtype": "U8", "shape": [4294967296, 4294967296], "data_offsets": [0, 0]}})", 0),
+      {"element count past int64",
+       file_bytes(w(R"("dtype": "U8", "shape": [4294967296, 4294967296],)"
+                    R"( "data_offsets": [0, 0])"),
+                  0),
        {"'w'", "more elements than int64 holds"}},
-      {"byte count past uint64", file_bytes(R"({"w": {"dtype": "F64", "shape": [2305843009213693952, 1], "data_offsets": [0, 0]}})", 0),
+      {"byte count past uint64",
+       file_bytes(w(R"("dtype": "F64", "shape": [2305843009213693952, 1],)"
+                    R"( "data_offsets": [0, 0])"),
+                  0),
        {"'w'", "overflows the byte count"}},
-      {"byte count not matching the shape", file_bytes(R"({"w": {)" + f32_2x2 + R"(, "data_offsets": [0, 12]}})", 16),
+      {"byte count not matching the shape",
+       file_bytes(w(f32_2x2 + R"(, "data_offsets": [0, 12])"), 16),
        {"'w'", "[0, 12]", "12 bytes", "does not match", "[2, 2]", "16 bytes"}},
-      {"offsets out of range", file_bytes(R"({"w": {)" + f32_2x2 + R"(, "data_offsets": [8, 24]}})", 16),
+      {"offsets out of range", file_bytes(w(f32_2x2 + R"(, "data_offsets": [8, 24])"), 16),
        {"'w'", "[8, 24]", "out of range", "16 bytes"}},
-      {"begin after end", file_bytes(R"({"w": {)" + f32_2x2 + R"(, "data_offsets": [16, 0]}})", 16),
+      {"begin after end", file_bytes(w(f32_2x2 + R"(, "data_offsets": [16, 0])"), 16),
        {"'w'", "reversed"}},
-      {"offsets not a pair", file_bytes(R"({"w": {)" + f32_2x2 + R"(, "data_offsets": [0]}})", 16),
+      {"offsets not a pair", file_bytes(w(f32_2x2 + R"(, "data_offsets": [0])"), 16),
        {"'w'", "data_offsets is not an array"}},
-      {"negative offset", file_bytes(R"({"w": {)" + f32_2x2 + R"(, "data_offsets": [-4, 12]}})", 16),
+      {"negative offset", file_bytes(w(f32_2x2 + R"(, "data_offsets": [-4, 12])"), 16),
        {"'w'", "not non-negative integers"}},
       {"overlapping tensors",
        file_bytes(R"({"a": {)" + f32_2x2 + R"(, "data_offsets": [0, 16]}, "b": {)" + f32_2x2 +
@@ -348,7 +349,8 @@ TEST_CASE("malformed files: each gives checkpoint_error naming the file and the 
   };
   for (const auto& bad : cases) {
     INFO("case: " << bad.what);
-    REQUIRE_THROWS_AS(star::sd35::safetensors::parse(bad.bytes, "bad.safetensors"), checkpoint_error);
+    REQUIRE_THROWS_AS(star::sd35::safetensors::parse(bad.bytes, "bad.safetensors"),
+                      checkpoint_error);
     try {
       star::sd35::safetensors::parse(bad.bytes, "bad.safetensors");
     } catch (const checkpoint_error& e) {
@@ -360,17 +362,19 @@ TEST_CASE("malformed files: each gives checkpoint_error naming the file and the 
   }
 }
 
-TEST_CASE("malformed files: opening reports the path, also for empty files, folders and absent files",
-          "[safetensors]") {
-  const temp_dir dir;
+TEST_CASE(
+    "malformed files: opening reports the path, also for empty files, folders and absent files",
+    "[safetensors]") {
+  const auto dir = star::test::scratch_dir("malformed_open");
   write_bytes(dir / "truncated.safetensors", file_bytes("{}", 0, 64));
-  REQUIRE_THROWS_AS(star::sd35::safetensors::file::open(dir / "truncated.safetensors"), checkpoint_error);
+  REQUIRE_THROWS_AS(star::sd35::safetensors::file::open(dir / "truncated.safetensors"),
+                    checkpoint_error);
   REQUIRE_THROWS_WITH(checkpoint::open(dir / "truncated.safetensors"),
                       Catch::Contains("truncated.safetensors") && Catch::Contains("past the end"));
   write_bytes(dir / "empty.safetensors", {});
   REQUIRE_THROWS_WITH(checkpoint::open(dir / "empty.safetensors"),
                       Catch::Contains("empty.safetensors") && Catch::Contains("0 bytes"));
-  REQUIRE_THROWS_WITH(star::sd35::safetensors::file::open(dir.path()),
+  REQUIRE_THROWS_WITH(star::sd35::safetensors::file::open(dir),
                       Catch::Contains("not a regular file"));
   REQUIRE_THROWS_WITH(star::sd35::safetensors::file::open(dir / "absent.safetensors"),
                       Catch::Contains("absent.safetensors") && Catch::Contains("cannot open"));
@@ -379,7 +383,8 @@ TEST_CASE("malformed files: opening reports the path, also for empty files, fold
 TEST_CASE("parse: valid headers with padding, metadata and zero-size tensors are accepted",
           "[safetensors]") {
   const auto bytes = file_bytes(
-      R"({"__metadata__": {"k": "v"}, "e": {"dtype": "BF16", "shape": [0, 3], "data_offsets": [4, 4]},)"
+      R"({"__metadata__": {"k": "v"},)"
+      R"( "e": {"dtype": "BF16", "shape": [0, 3], "data_offsets": [4, 4]},)"
       R"( "w": {"dtype": "I32", "shape": [], "data_offsets": [0, 4]}}   )",
       4);
   const auto layout = star::sd35::safetensors::parse(bytes, "ok.safetensors");
@@ -392,11 +397,11 @@ TEST_CASE("parse: valid headers with padding, metadata and zero-size tensors are
 }
 
 TEST_CASE("load_into: a Linear and registered buffers load by exact name", "[safetensors]") {
-  const temp_dir dir;
+  const auto dir = star::test::scratch_dir("load_into");
   const auto tensors = tiny_module_tensors(11);
   star::sd35::save_safetensors(dir / "model.safetensors", tensors);
   tiny_module module;
-  const auto report = star::sd35::load_into(module, checkpoint::open(dir.path()));
+  const auto report = star::sd35::load_into(module, checkpoint::open(dir));
   CHECK(report.ok());
   CHECK(report.loaded.size() == 4);
   CHECK(torch::equal(module.proj->weight, tensors[0].second));
@@ -409,14 +414,15 @@ TEST_CASE("load_into: a Linear and registered buffers load by exact name", "[saf
 
 TEST_CASE("load_into: options.dtype converts floating tensors only and options.prefix selects",
           "[safetensors]") {
-  const temp_dir dir;
+  const auto dir = star::test::scratch_dir("load_into_dtype");
   auto tensors = tiny_module_tensors(12);
   for (auto& [name, tensor] : tensors) name = "transformer." + name;
   tensors.emplace_back("vae.decoder.weight", torch::ones({2}));
   star::sd35::save_safetensors(dir / "all.safetensors", tensors);
   tiny_module module;
   const auto report = star::sd35::load_into(
-      module, checkpoint::open(dir / "all.safetensors"), {.strict = true, .prefix = "transformer.", .dtype = at::kBFloat16});
+      module, checkpoint::open(dir / "all.safetensors"),
+      {.strict = true, .prefix = "transformer.", .dtype = at::kBFloat16});
   CHECK(report.ok());
   CHECK(module.proj->weight.scalar_type() == at::kBFloat16);
   CHECK(module.scale.scalar_type() == at::kBFloat16);
@@ -435,7 +441,7 @@ TEST_CASE("load_into: options.dtype converts floating tensors only and options.p
 
 TEST_CASE("load_into: missing, unexpected, mis-shaped and wrong-dtype tensors are reported",
           "[safetensors]") {
-  const temp_dir dir;
+  const auto dir = star::test::scratch_dir("load_into_report");
   star::sd35::save_safetensors(dir / "bad.safetensors",
                                {{"proj.weight", random_tensor({3, 4}, 13)},  // transposed shape
                                 {"proj.bias", random_tensor({4}, 14)},
@@ -459,12 +465,13 @@ TEST_CASE("load_into: missing, unexpected, mis-shaped and wrong-dtype tensors ar
   CHECK(report.wrong_dtype[0].actual == dtype::i32);
   CHECK(torch::equal(module.proj->weight, weight_before));
   CHECK(torch::equal(module.scale, torch::ones({4})));
-  CHECK(torch::equal(module.proj->bias, checkpoint::open(dir / "bad.safetensors").tensor("proj.bias")));
+  CHECK(torch::equal(module.proj->bias,
+                     checkpoint::open(dir / "bad.safetensors").tensor("proj.bias")));
 }
 
 TEST_CASE("load_into: strict by default, the error lists every problem and the module is unchanged",
           "[safetensors]") {
-  const temp_dir dir;
+  const auto dir = star::test::scratch_dir("load_into_strict");
   star::sd35::save_safetensors(dir / "bad.safetensors",
                                {{"proj.weight", random_tensor({3, 4}, 15)},
                                 {"proj.bias", random_tensor({4}, 16)},
