@@ -2,7 +2,6 @@
 
 #include <c10/core/ScalarType.h>
 #include <c10/util/Optional.h>
-#include <torch/version.h>
 
 #include <cmath>
 #include <limits>
@@ -10,10 +9,6 @@
 
 #include "star/core/error.hpp"
 #include "star/core/shape.hpp"
-
-// at::scaled_dot_product_attention takes an explicit `scale` from LibTorch 2.1.
-#define STAR_SD35_HAS_SDPA_SCALE \
-  (TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 1))
 
 namespace star::sd35 {
 namespace {
@@ -69,7 +64,8 @@ void check_arguments(const at::Tensor& q, const at::Tensor& k, const at::Tensor&
 
 // [Tq, Tk] true above the diagonal: the keys a causal query must not see.
 at::Tensor future_keys(std::int64_t queries, std::int64_t keys, const at::Device& device) {
-  return at::ones({queries, keys}, at::TensorOptions(at::kBool).device(device)).triu(1);  // [Tq, Tk]
+  return at::ones({queries, keys}, at::TensorOptions(at::kBool).device(device))
+      .triu(1);  // [Tq, Tk]
 }
 
 double logit_scale(const at::Tensor& q, const dot_product_options& options) {
@@ -104,7 +100,7 @@ at::Tensor explicit_attention(const at::Tensor& q, const at::Tensor& k, const at
 
 at::Tensor dot_product_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                                  const dot_product_options& options) {
-#if STAR_SD35_HAS_SDPA_SCALE
+#if STAR_SD35_USES_FUSED_SDPA
   check_arguments(q, k, v, options.additive_mask);
   // SDPA refuses an explicit mask together with is_causal: the causal part joins the mask.
   c10::optional<at::Tensor> mask;

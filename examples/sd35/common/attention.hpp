@@ -6,8 +6,15 @@
 /// logits and softmax are in float32 (float64 for float64 inputs).
 
 #include <ATen/ATen.h>
+#include <torch/version.h>
 
 #include <optional>
+
+/// @brief 1 where `dot_product_attention` runs LibTorch's `at::scaled_dot_product_attention`
+/// (LibTorch 2.1 and later, the first with an explicit `scale`), 0 where it runs
+/// `detail::explicit_attention`.
+#define STAR_SD35_USES_FUSED_SDPA \
+  (TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 1))
 
 namespace star::sd35 {
 

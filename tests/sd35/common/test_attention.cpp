@@ -37,8 +37,10 @@ at::Tensor seeded(const std::vector<std::int64_t>& sizes, std::uint64_t seed) {
 /// softmax(s q k^T + mask) v with loops in float64; `mask` [Bm, Hm, Tq, Tk] broadcast.
 at::Tensor reference_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                                bool causal, const at::Tensor& mask, double scale) {
-  const auto qd = q.to(at::kDouble), kd = k.to(at::kDouble), vd = v.to(at::kDouble);
-  auto out = at::zeros({q.size(0), q.size(1), q.size(2), v.size(3)}, at::kDouble);  // [B, H, Tq, Dv]
+  const auto qd = q.to(at::kDouble), kd = k.to(at::kDouble);  // [B, H, Tq, D], [B, H, Tk, D]
+  const auto vd = v.to(at::kDouble);                                // [B, H, Tk, Dv]
+  auto out = at::zeros({q.size(0), q.size(1), q.size(2), v.size(3)},
+                       at::kDouble);  // [B, H, Tq, Dv]
   const auto qa = qd.accessor<double, 4>(), ka = kd.accessor<double, 4>();
   const auto va = vd.accessor<double, 4>();
   auto oa = out.accessor<double, 4>();
@@ -107,7 +109,7 @@ TEST_CASE("dot_product_attention and its fallback match float64 loops: scale, ca
   }
 }
 
-#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 1)
+#if STAR_SD35_USES_FUSED_SDPA
 TEST_CASE("dot_product_attention (SDPA) equals the explicit fallback for every option set",
           "[sd35][common][attention]") {
   const option_sets sets;
