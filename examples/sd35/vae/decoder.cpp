@@ -1,9 +1,9 @@
 #include "sd35/vae/decoder.hpp"
 
 #include <ATen/ATen.h>
-#include <torch/nn/functional/activation.h>
 
 #include <string>
+#include <string_view>
 
 #include "sd35/common/attention.hpp"
 #include "star/core/error.hpp"
@@ -106,8 +106,8 @@ at::Tensor vae_upsample_impl::forward(const at::Tensor& x) {
   // Like diffusers, bfloat16 goes through float32 (older nearest-upsample kernels lack it);
   // copying values is exact either way.
   const auto wide = x.scalar_type() == at::kBFloat16 ? x.to(at::kFloat) : x;  // [B, C, h, w]
-  const auto doubled =
-      at::upsample_nearest2d(wide, {2 * x.size(2), 2 * x.size(3)}).to(x.scalar_type());  // [B, C, 2h, 2w]
+  const auto doubled = at::upsample_nearest2d(wide, {2 * x.size(2), 2 * x.size(3)})
+                           .to(x.scalar_type());  // [B, C, 2h, 2w]
   return conv(doubled);  // [B, C, 2h, 2w]
 }
 

@@ -16,8 +16,6 @@
 #include <torch/nn/pimpl.h>
 
 #include <cstdint>
-#include <optional>
-#include <string_view>
 #include <vector>
 
 #include "sd35/safetensors/checkpoint.hpp"
@@ -109,7 +107,7 @@ class vae_up_block_impl : public torch::nn::Module {
   /// @param groups        GroupNorm groups
   /// @param add_upsample  whether `upsamplers.0` exists
   vae_up_block_impl(std::int64_t in_channels, std::int64_t out_channels, std::int64_t layers,
-                        std::int64_t groups, bool add_upsample);
+                    std::int64_t groups, bool add_upsample);
 
   /// @param x  [B, C_in, h, w]
   /// @return   [B, C_out, 2h, 2w] with an upsampler, else [B, C_out, h, w]
@@ -124,17 +122,20 @@ TORCH_MODULE_IMPL(vae_up_block, vae_up_block_impl);
 /// `block_out_channels` reversed) -> `conv_norm_out` -> SiLU -> `conv_out`.
 class vae_decoder_stack_impl : public torch::nn::Module {
  public:
+  /// @brief Builds the modules of `config` (its `block_out_channels`, `layers_per_block`,
+  /// `norm_num_groups`, `latent_channels`, `out_channels`, `mid_block_add_attention`) with
+  /// LibTorch's default initialisation.
   explicit vae_decoder_stack_impl(const vae_config& config);
 
   /// @param z  [B, C, h, w] decoder input (`C = latent_channels`)
   /// @return   [B, out_channels, h * 2^(levels - 1), w * 2^(levels - 1)]
   at::Tensor forward(const at::Tensor& z);
 
-  torch::nn::Conv2d conv_in{nullptr};         ///< 3x3, latent_channels -> widest
-  vae_mid_block mid_block{nullptr};
-  std::vector<vae_up_block> up_blocks;    ///< registered as `up_blocks.{i}`
+  torch::nn::Conv2d conv_in{nullptr};           ///< 3x3, latent_channels -> widest
+  vae_mid_block mid_block{nullptr};             ///< at the widest channel count
+  std::vector<vae_up_block> up_blocks;          ///< registered as `up_blocks.{i}`
   torch::nn::GroupNorm conv_norm_out{nullptr};  ///< on block_out_channels[0]
-  torch::nn::Conv2d conv_out{nullptr};        ///< 3x3, block_out_channels[0] -> out_channels
+  torch::nn::Conv2d conv_out{nullptr};          ///< 3x3, block_out_channels[0] -> out_channels
 };
 TORCH_MODULE_IMPL(vae_decoder_stack, vae_decoder_stack_impl);
 

@@ -11,6 +11,7 @@
 #include "sd35/sd35_fixtures.hpp"
 #include "sd35/vae/config.hpp"
 #include "star/core/error.hpp"
+#include "support/scratch_dir.hpp"
 
 namespace {
 
@@ -80,8 +81,7 @@ TEST_CASE("missing keys keep diffusers' AutoencoderKL defaults, null shift_facto
 
 TEST_CASE("from_file reads a config.json or the folder holding it, errors naming the file",
           "[vae][config]") {
-  const auto folder = std::filesystem::temp_directory_path() / "star_sd35_vae_config_test";
-  std::filesystem::create_directories(folder);
+  const auto folder = star::test::scratch_dir("vae_config");
   {
     std::ofstream(folder / "config.json") << release_config;
   }

@@ -141,7 +141,8 @@ TEST_CASE("load_vae_decoder names what a checkpoint lacks or mis-shapes", "[vae]
   config.latent_channels = 8;
   star::sd35::vae_decoder narrow(config);
   REQUIRE_THROWS_AS(star::sd35::load_vae_decoder(narrow, ckpt), star::sd35::checkpoint_error);
-  REQUIRE_THROWS_WITH(star::sd35::load_vae_decoder(narrow, ckpt), Catch::Contains("conv_in.weight"));
+  REQUIRE_THROWS_WITH(star::sd35::load_vae_decoder(narrow, ckpt),
+                      Catch::Contains("conv_in.weight"));
 }
 
 TEST_CASE("the real SD3.5 VAE config builds diffusers' decoder shapes and parameter count",
