@@ -81,6 +81,7 @@ class clip_bpe_tokenizer {
   std::int64_t bos_id() const;  ///< `<|startoftext|>`
   std::int64_t eos_id() const;  ///< `<|endoftext|>`
   std::int64_t pad_id() const;  ///< `options().pad_token`
+  /// @brief The options the tokenizer was loaded with.
   const clip_tokenizer_options& options() const;
 
  private:

@@ -1,6 +1,5 @@
 #include "sd35/tokenizers/clip_text.hpp"
 
-#include <algorithm>
 #include <array>
 #include <optional>
 #include <string>

@@ -47,7 +47,7 @@ struct clip_piece {
 /// (IGNORECASE), skipping whitespace. transformers matches added tokens in the raw prompt,
 /// here they are matched after lower-casing: the two differ only for an upper-case
 /// `<|ENDOFTEXT|>` glued to punctuation. Letters and numbers are classified with the tables of
-/// unicode.hpp (see `unicode::unicode_version()`).
+/// unicode.hpp (of the Unicode version named in unicode_tables.cpp's first line).
 /// @param text          normalised text (`clip_normalize(...).text`)
 /// @param added_tokens  strings split out whole, e.g. `<|endoftext|>` and a pad token `!`
 std::vector<clip_piece> clip_pretokenize(std::string_view text,

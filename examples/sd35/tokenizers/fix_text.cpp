@@ -141,8 +141,9 @@ std::optional<std::u32string_view> latin_ligature(char32_t c) {
 
 std::optional<std::u32string_view> width_fold(char32_t c) {
   const auto table = fix_text_tables::width_folds();
-  const auto it = std::lower_bound(table.begin(), table.end(), c,
-                                   [](const auto& fold, char32_t x) { return fold.code_point < x; });
+  const auto it =
+      std::lower_bound(table.begin(), table.end(), c,
+                       [](const auto& fold, char32_t x) { return fold.code_point < x; });
   if (it == table.end() || it->code_point != c) return std::nullopt;
   return it->text;
 }

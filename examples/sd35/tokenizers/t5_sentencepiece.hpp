@@ -61,7 +61,10 @@ class t5_tokenizer {
 
   std::int64_t eos_id() const;      ///< `</s>` (1 for T5)
   std::int64_t pad_id() const;      ///< `<pad>` (0 for T5)
-  std::int64_t vocab_size() const;  ///< pieces of the model (32100 for T5)
+  /// pieces of the model: 32000 for T5's spiece.model (transformers' 32100 adds the 100
+  /// `<extra_id_*>` sentinel tokens, which are not pieces of the model)
+  std::int64_t vocab_size() const;
+  /// @brief The options the tokenizer was loaded with.
   const t5_tokenizer_options& options() const;
 
  private:

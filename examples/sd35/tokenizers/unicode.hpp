@@ -4,9 +4,9 @@
 /// (`\p{L}`) and number (`\p{N}`) classes, Python's `\s` and Python's `str.lower()`.
 ///
 /// The classes and the lower-case mapping are tables generated from Python's `unicodedata`
-/// (tools/generate_unicode_tables.py; see `unicode_version()`). The reference tokenizer uses the
-/// `regex` package, whose Unicode version may be newer: code points assigned after that version
-/// are neither letters nor numbers here.
+/// (tools/generate_unicode_tables.py; the first line of unicode_tables.cpp names the Unicode
+/// version). The reference tokenizer uses the `regex` package, whose Unicode version may be
+/// newer: code points assigned after that version are neither letters nor numbers here.
 
 #include <cstdint>
 #include <span>
@@ -35,8 +35,6 @@ std::span<const code_point_range> letters();
 std::span<const code_point_range> numbers();
 /// @brief Sorted runs of every single-code-point lower-case mapping of Python's `str.lower()`.
 std::span<const lower_run> lowercase_runs();
-/// @brief The Unicode version the tables were generated from, e.g. `"14.0.0"`.
-const char* unicode_version();
 
 /// @brief One decoded code point and the bytes it took.
 struct decoded {

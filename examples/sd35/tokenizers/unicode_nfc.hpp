@@ -4,8 +4,8 @@
 /// step of CLIP's reference normalisation, on text that keeps its map back to the prompt.
 ///
 /// The data are tables generated from Python's `unicodedata` (tools/generate_nfc_tables.py),
-/// of the same Unicode version as unicode.hpp's (`unicode_version()`); Hangul syllables are
-/// decomposed and composed algorithmically.
+/// of the same Unicode version as unicode.hpp's (tools/unicode_version.py checks it); Hangul
+/// syllables are decomposed and composed algorithmically.
 
 #include <cstdint>
 #include <span>

@@ -981,6 +981,5 @@ const lower_run lower_runs[] = {
 std::span<const code_point_range> letters() { return letter_ranges; }
 std::span<const code_point_range> numbers() { return number_ranges; }
 std::span<const lower_run> lowercase_runs() { return lower_runs; }
-const char* unicode_version() { return "14.0.0"; }
 
 }  // namespace star::sd35::unicode
