@@ -38,8 +38,6 @@ struct clip_text_config {
   /// position holding this id.
   std::int64_t eos_token_id = 2;
 
-  /// @brief `hidden_size / num_attention_heads`.
-  std::int64_t head_dim() const { return hidden_size / num_attention_heads; }
   /// @brief Throws `star::option_error` naming the key of any value out of range.
   void validate() const;
 
@@ -91,6 +89,7 @@ class clip_text_model_impl : public torch::nn::Module {
   clip_text_output forward(const at::Tensor& input_ids,
                            const text_encoder_options& options = {}) const;
 
+  /// @brief The config the model was built from.
   const clip_text_config& config() const { return config_; }
 
  private:

@@ -91,6 +91,7 @@ class t5_encoder_impl : public torch::nn::Module {
   /// @return [1, H, query_length, key_length]
   at::Tensor position_bias(std::int64_t query_length, std::int64_t key_length) const;
 
+  /// @brief The config the model was built from.
   const t5_encoder_config& config() const { return config_; }
   /// @brief The tied alias and the name it shares its tensor with: checkpoints may store
   /// either one (SD3.5's stores `shared.weight`).

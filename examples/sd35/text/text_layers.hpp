@@ -9,7 +9,7 @@
 #include <torch/nn/module.h>
 
 #include <cstdint>
-#include <initializer_list>
+#include <memory>
 #include <string>
 #include <utility>
 #include <vector>
@@ -107,6 +107,10 @@ inline at::Tensor add_parameter(torch::nn::Module& owner, const std::string& nam
 /// @brief `y = x Wᵀ (+ b)` with parameters `weight` [out, in] and optional `bias` [out].
 class linear : public torch::nn::Module {
  public:
+  /// @param in         input features
+  /// @param out        output features
+  /// @param with_bias  whether `bias` exists
+  /// @param options    dtype and device of the parameters (meta: nothing allocated)
   linear(std::int64_t in, std::int64_t out, bool with_bias, const at::TensorOptions& options)
       : weight_(add_parameter(*this, "weight", {out, in}, options, initial_value::normal)),
         bias_(with_bias ? add_parameter(*this, "bias", {out}, options, initial_value::zeros)
@@ -115,6 +119,7 @@ class linear : public torch::nn::Module {
   at::Tensor operator()(const at::Tensor& x) const {
     return at::linear(x.to(weight_.scalar_type()), weight_, bias_);  // [..., out]
   }
+  /// @brief The `weight` parameter [out, in].
   const at::Tensor& weight() const { return weight_; }
 
  private:
@@ -126,11 +131,15 @@ class linear : public torch::nn::Module {
 /// like transformers' `nn.LayerNorm` (at::layer_norm accumulates half inputs in float32).
 class layer_norm : public torch::nn::Module {
  public:
+  /// @param width    `C`, the normalised last dimension
+  /// @param eps      added to the variance
+  /// @param options  dtype and device of the parameters (meta: nothing allocated)
   layer_norm(std::int64_t width, double eps, const at::TensorOptions& options)
       : width_(width),
         eps_(eps),
         weight_(add_parameter(*this, "weight", {width}, options, initial_value::ones)),
         bias_(add_parameter(*this, "bias", {width}, options, initial_value::zeros)) {}
+  /// @brief `x` [..., C] normalised over C, scaled and shifted → [..., C].
   at::Tensor operator()(const at::Tensor& x) const {
     return at::layer_norm(x, {width_}, weight_, bias_, eps_);  // [..., C]
   }
@@ -145,12 +154,16 @@ class layer_norm : public torch::nn::Module {
 /// @brief A lookup table `weight` [rows, C].
 class embedding : public torch::nn::Module {
  public:
+  /// @param rows     the table's rows (vocabulary or positions)
+  /// @param width    `C`, each row's width
+  /// @param options  dtype and device of the table (meta: nothing allocated)
   embedding(std::int64_t rows, std::int64_t width, const at::TensorOptions& options)
       : weight_(add_parameter(*this, "weight", {rows, width}, options, initial_value::normal)) {}
   /// @brief `ids` [...] (integers) → [..., C].
   at::Tensor operator()(const at::Tensor& ids) const {
     return at::embedding(weight_, ids.to(at::kLong));  // [..., C]
   }
+  /// @brief The `weight` table [rows, C].
   const at::Tensor& weight() const { return weight_; }
 
  private:
