@@ -37,6 +37,7 @@ class rms_norm : public torch::nn::Module {
 /// (C -> 4C), GELU with the tanh approximation, `net.2` (4C -> C).
 class feed_forward : public torch::nn::Module {
  public:
+  /// @param dim  `C`, the stream width (the hidden layer is 4C)
   explicit feed_forward(std::int64_t dim);
   /// @param x  [B, T, C]; @return [B, T, C]
   at::Tensor forward(const at::Tensor& x);
@@ -123,6 +124,7 @@ class ada_layer_norm_zero : public torch::nn::Module {
 /// `linear(SiLU(temb))` chunked as (scale, shift); `LN(x) (1 + scale) + shift`.
 class ada_layer_norm_continuous : public torch::nn::Module {
  public:
+  /// @param dim  `C`, the width of the stream and of temb
   explicit ada_layer_norm_continuous(std::int64_t dim);
   /// @param x     [B, T, C]
   /// @param temb  [B, C]

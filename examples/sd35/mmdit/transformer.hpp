@@ -46,6 +46,8 @@ class patch_embed : public torch::nn::Module {
 /// `linear_2(SiLU(linear_1(x)))`.
 class mlp_embedding : public torch::nn::Module {
  public:
+  /// @param in_features   `in`, the input width
+  /// @param out_features  `out`, the width of both Linears' outputs
   mlp_embedding(std::int64_t in_features, std::int64_t out_features);
   /// @param x  [B, in]; @return [B, out]
   at::Tensor forward(const at::Tensor& x);
@@ -58,6 +60,7 @@ class mlp_embedding : public torch::nn::Module {
 /// pooled text vector through `text_embedder`.
 class time_text_embedding : public torch::nn::Module {
  public:
+  /// @param config  gives E (`inner_dim()`) and Dp (`pooled_projection_dim`)
   explicit time_text_embedding(const transformer_config& config);
   /// @param timestep  [B] `1000 * sigma`
   /// @param pooled    [B, Dp]
