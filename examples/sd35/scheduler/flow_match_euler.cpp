@@ -127,7 +127,8 @@ flow_match_sde_result flow_match_euler_scheduler::sde_step(
     const at::Tensor& v, std::span<const std::size_t> step_indices, const at::Tensor& x,
     const at::Tensor& eps, double noise_level) const {
   std::vector<sde_coefficients> coefficients;
-  for (const std::size_t k : step_indices) coefficients.push_back(sde_coefficients_at(k, noise_level));
+  for (const std::size_t k : step_indices)
+    coefficients.push_back(sde_coefficients_at(k, noise_level));
   const libtorch::backend be(x.device());
   const auto x32 = be.to_compute_dtype(x, "x");        // [B, C, H, W]
   const auto v32 = be.to_compute_dtype(v, "v");        // [B, C, H, W]
