@@ -150,6 +150,39 @@ TEMPLATE_TEST_CASE("fused allocate takes -0 as 0 and rejects -inf and negative N
   }
 }
 
+TEMPLATE_TEST_CASE("fused allocate scales by the row maximum exactly: subnormal maxima and a "
+                   "small tau give the composite's finite weights",
+                   "[fused][allocation]", float, double) {
+  const star::eigen::backend<TestType> be{};
+  const double tol = star::test::tolerance<star::eigen::backend<TestType>>::value;
+  // Row 0: maximum a subnormal of the backend's type, whose reciprocal overflows to +inf.
+  // Row 1: maximum 107, with 107 * (1 / 107) < 1 in float and double, so a product with the
+  // reciprocal and then pow(., 1 / tau) would send every entry to 0.
+  const double subnormal = std::numeric_limits<TestType>::denorm_min() * 8;
+  std::vector<double> values(2 * tokens, 0.0);
+  for (std::int64_t n = 0; n < tokens; n += 3) {
+    values[static_cast<std::size_t>(n)] = n == 9 ? subnormal : subnormal / 2;
+    values[static_cast<std::size_t>(tokens + n)] = n == 9 ? 107.0 : 53.0;
+  }
+  const auto relevance = be.from_host(values, {2, tokens});  // [2, N]
+  const std::vector<std::int64_t> first_step(2, 0);
+  for (const double tau : {1.0, 1e-20}) {
+    INFO("tau " << tau);
+    star::allocation_options options;
+    options.tau = tau;
+    const auto fused = star::allocate(be, relevance, 0, 10, options);
+    const auto composite = star::allocate_composite(be, relevance, first_step, 10, options);
+    const std::vector<double> weights = be.to_host(fused.weights);
+    CHECK(std::all_of(weights.begin(), weights.end(), [](double w) { return std::isfinite(w); }));
+    star::test::require_close(weights, be.to_host(composite.weights), tol, "weights");
+    star::test::require_close(fused.entropy, composite.entropy, tol, "entropy");
+    if (tau == 1e-20)  // one-hot map: W = (1 - lambda) N + lambda at the maximum, lambda else
+      for (std::int64_t r = 0; r < 2; ++r)
+        CHECK(weights[static_cast<std::size_t>(r * tokens + 9)] ==
+              Approx(0.5 * static_cast<double>(tokens) + 0.5));
+  }
+}
+
 TEMPLATE_TEST_CASE("fast_log matches std::log for 0 < x <= 1 and stays finite at 0 and subnormals",
                    "[fused][fast_log]", float, double) {
   using star::eigen::detail::fast_log;

@@ -129,15 +129,16 @@ allocation_row allocate_row(const_row_map<Scalar> relevance, Scalar row_max,
                             row_map<Scalar> weights, row_map<Scalar> capped, std::int64_t row,
                             const fused_allocation_request& request) {
   const std::int64_t image_tokens = relevance.size();
-  // powered = (R / max R)^{1/tau} in [0, 1], max 1 (to an ulp: a product with the reciprocal,
-  // as vector division has a low throughput); an all-zero row counts as all ones.
-  const Scalar inverse_max = Scalar{1} / row_max;
+  // powered = (R / max R)^{1/tau} in [0, 1], max exactly 1; an all-zero row counts as all
+  // ones. A division, as the composite path: a product with 1 / max R overflows to inf for a
+  // subnormal max (0 inf = NaN) and can round the max below 1 (49 (1 / 49) < 1), which
+  // pow(., 1 / tau) sends to 0 for a small tau, leaving a row of zero mass.
   if (row_max == Scalar{0})
     weights.setOnes();
   else if (request.tau == 1.0)
-    weights = relevance * inverse_max;
+    weights = relevance / row_max;
   else
-    weights = (relevance * inverse_max).pow(static_cast<Scalar>(1.0 / request.tau));
+    weights = (relevance / row_max).pow(static_cast<Scalar>(1.0 / request.tau));
   const auto mass = static_cast<double>(weights.sum());  // >= 1
   const double plogp =
       weighted_log_sum<Scalar>(const_row_map<Scalar>(weights.data(), weights.size()));
