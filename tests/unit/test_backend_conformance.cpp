@@ -13,6 +13,7 @@
 
 #include "star/backends/reference.hpp"
 #include "star/core/ops.hpp"
+#include "star/eigen/parallel.hpp"
 #include "support/backends.hpp"
 #include "support/compare.hpp"
 #include "support/odd_backend.hpp"
@@ -410,6 +411,31 @@ TEST_CASE("eigen backend: results are identical for one thread and many", "[conf
     INFO("result " << i);
     REQUIRE(serial[i] == parallel[i]);
   }
+}
+
+TEST_CASE("eigen parallel_ranges: an exception thrown on a thread is rethrown to the caller",
+          "[conformance][eigen]") {
+  const int threads = omp_get_max_threads();
+  omp_set_num_threads(4);
+  constexpr std::int64_t count = 8;  // 4 ranges of 2 items
+  std::vector<int> done(count, 0);
+  bool in_parallel = false;
+  std::string message;
+  try {
+    star::eigen::detail::parallel_ranges(
+        count, star::eigen::detail::min_parallel_work * 2,
+        [&](std::int64_t begin, std::int64_t end) {
+          if (begin == 0) in_parallel = omp_in_parallel() != 0;
+          for (std::int64_t i = begin; i < end; ++i) done[static_cast<std::size_t>(i)] = 1;
+          if (begin > 0) throw star::value_error("range from " + std::to_string(begin));
+        });
+  } catch (const star::value_error& e) {
+    message = e.what();
+  }
+  omp_set_num_threads(threads);
+  REQUIRE(in_parallel);  // the ranges ran on an OpenMP team
+  CHECK_THAT(message, Catch::StartsWith("range from "));  // one of the three throws
+  CHECK(std::count(done.begin(), done.end(), 1) == count);  // every range still ran
 }
 #endif
 #endif

@@ -4,6 +4,7 @@
 /// range is handled by exactly one thread, so results do not depend on the thread count.
 
 #include <cstdint>
+#include <exception>
 
 #ifdef _OPENMP
 #include <omp.h>
@@ -25,6 +26,9 @@ inline std::int64_t available_threads() {
 
 /// @brief Calls `body(begin, end)` on disjoint contiguous sub-ranges covering `[0, count)`:
 /// one per OpenMP thread when `work` exceeds `min_parallel_work`, else once on this thread.
+/// An exception `body` throws on a thread (which must not leave the parallel region, or the
+/// runtime terminates) is caught; once every range has returned or thrown, the first one
+/// caught is rethrown here.
 /// @param count  number of independent work items
 /// @param work   estimated scalar operations of all items together
 template <class Body>
@@ -32,14 +36,21 @@ void parallel_ranges(std::int64_t count, std::int64_t work, const Body& body) {
   if (count <= 0) return;
 #ifdef _OPENMP
   if (count > 1 && work > min_parallel_work && omp_get_max_threads() > 1 && !omp_in_parallel()) {
+    std::exception_ptr first_error;
 #pragma omp parallel
     {
       const std::int64_t threads = omp_get_num_threads();
       const std::int64_t thread = omp_get_thread_num();
       const std::int64_t begin = count * thread / threads;
       const std::int64_t end = count * (thread + 1) / threads;
-      if (begin < end) body(begin, end);
+      try {
+        if (begin < end) body(begin, end);
+      } catch (...) {
+#pragma omp critical(star_parallel_ranges_error)
+        if (!first_error) first_error = std::current_exception();
+      }
     }
+    if (first_error) std::rethrow_exception(first_error);
     return;
   }
 #else
