@@ -3,6 +3,7 @@
 #include <catch2/catch.hpp>
 #include <cmath>
 #include <cstdint>
+#include <limits>
 #include <numeric>
 #include <set>
 #include <vector>
@@ -184,6 +185,24 @@ TEST_CASE("gaussian_blur_matrix: truncated at 3 sigma, rows sum to 1, symmetric 
   // Row 5 has its full window: the kernel itself, symmetric and peaked at the centre.
   REQUIRE(g[5 * 11 + 3] == Approx(g[5 * 11 + 7]).epsilon(1e-14));
   REQUIRE(g[5 * 11 + 4] / g[5 * 11 + 5] == Approx(std::exp(-1.0 / (2 * 1.44))).epsilon(1e-14));
+}
+
+TEST_CASE("gaussian_blur_matrix: a huge sigma averages the axis, a tiny one is the identity") {
+  const std::int64_t extent = 6;
+  // 3 sigma beyond any int64 (its cast was undefined) or any double: every cell in reach.
+  for (const double sigma : {1e19, 1e300, std::numeric_limits<double>::max()}) {
+    INFO("sigma " << sigma);
+    for (const double v : star::gaussian_blur_matrix(extent, sigma))
+      REQUIRE(v == Approx(1.0 / static_cast<double>(extent)).epsilon(1e-14));
+  }
+  // sigma^2 underflows to 0 (the diagonal was -0 / 0 = NaN): the Gaussian of d / sigma.
+  for (const double sigma : {1e-170, std::numeric_limits<double>::denorm_min(), 1e-3}) {
+    INFO("sigma " << sigma);
+    const auto g = star::gaussian_blur_matrix(extent, sigma);
+    for (std::int64_t i = 0; i < extent; ++i)
+      for (std::int64_t j = 0; j < extent; ++j)
+        REQUIRE(g[static_cast<std::size_t>(i * extent + j)] == (i == j ? 1.0 : 0.0));
+  }
 }
 
 TEMPLATE_LIST_TEST_CASE(

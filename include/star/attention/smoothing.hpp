@@ -2,6 +2,7 @@
 /// @file
 /// @brief Optional Gaussian smoothing of relevance maps on the `h x w` token grid.
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstdlib>
@@ -26,14 +27,19 @@ inline std::vector<double> gaussian_blur_matrix(std::int64_t extent, double sigm
   if (!(std::isfinite(sigma) && sigma > 0.0))
     throw option_error("gaussian_blur_matrix: sigma must be finite and > 0, got " +
                        std::to_string(sigma));
-  const auto radius = static_cast<std::int64_t>(std::ceil(3.0 * sigma));
+  // ceil(3 sigma) in double, clamped to the largest distance on the axis before the cast (a
+  // huge sigma's radius exceeds any int64).
+  const auto radius = static_cast<std::int64_t>(
+      std::min(std::ceil(3.0 * sigma), static_cast<double>(extent - 1)));
   std::vector<double> matrix(static_cast<std::size_t>(extent * extent), 0.0);
   for (std::int64_t i = 0; i < extent; ++i) {
     double row_sum = 0.0;
     for (std::int64_t j = 0; j < extent; ++j) {
       if (std::abs(i - j) > radius) continue;
-      const auto distance = static_cast<double>(i - j);
-      const double weight = std::exp(-distance * distance / (2.0 * sigma * sigma));
+      // exp(-(d / sigma)^2 / 2), not exp(-d^2 / (2 sigma^2)): sigma^2 may underflow to 0, but
+      // d = 0 gives exactly 1, so every row has mass >= 1 (a tiny sigma gives the identity).
+      const double scaled = static_cast<double>(i - j) / sigma;
+      const double weight = std::exp(-0.5 * scaled * scaled);
       matrix[static_cast<std::size_t>(i * extent + j)] = weight;
       row_sum += weight;
     }
