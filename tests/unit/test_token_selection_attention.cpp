@@ -161,6 +161,36 @@ TEMPLATE_LIST_TEST_CASE("tokens: attention_topk falls back to content_words with
         star::select_core_tokens(p.prompt, p.tokenizations, layout, content).fallback_reason);
 }
 
+TEMPLATE_LIST_TEST_CASE("tokens: attention_topk skips tokens that cover no prompt byte before "
+                        "taking the top k",
+                        "[tokens]", star::test::all_backends) {
+  TestType be{};
+  const auto p = star::test::geneval_prompt();  // T5 8 is a non-special token covering no byte
+  const auto layout = star::test::sd3_layout();
+  // T5 8 is the most focused map (entropy 0), CLIP "cat" the next (4 1 0 0).
+  const auto maps = be.from_host(maps_with({{t5_offset + 8, {5, 0, 0, 0}}, {6, {4, 1, 0, 0}}}),
+                                 {text_length, image_tokens});  // [L, N]
+  const auto got = star::select_core_tokens(be, maps, p.prompt, p.tokenizations, layout, topk(1));
+  CHECK(got.rule_used == selection_rule::attention_topk);
+  CHECK(got.fallback_reason.empty());
+  CHECK(got.selected_words == std::vector<std::string>{"cat"});
+  // "cat": CLIP 6, T5 "c" 5 and "at" 6.
+  star::test::require_close(
+      got.weights,
+      weights_with({{6, 1.0 / 3}, {t5_offset + 5, 1.0 / 3}, {t5_offset + 6, 1.0 / 3}}), 1e-15);
+
+  // Only T5 8 has mass: the fallback's reason says so truly.
+  std::vector<double> only_empty(text_length * image_tokens, 0.0);
+  only_empty[(t5_offset + 8) * image_tokens] = 1.0;
+  const auto fallback = star::select_core_tokens(
+      be, be.from_host(only_empty, {text_length, image_tokens}), p.prompt, p.tokenizations,
+      layout, topk(1));  // maps [L, N]
+  CHECK(fallback.rule_used == selection_rule::content_words);
+  CHECK_THAT(fallback.fallback_reason,
+             Catch::StartsWith("attention_topk: no non-special token that covers a prompt byte "
+                               "has an attention map with non-zero mass"));
+}
+
 TEMPLATE_LIST_TEST_CASE("tokens: attention_topk rejects bad k and bad maps", "[tokens]",
                         star::test::all_backends) {
   TestType be{};

@@ -45,13 +45,14 @@ typename B::tensor normalized_spatial_entropy(const B& be, const typename B::ten
 /// needs (the maps are read only when `options.rule == selection_rule::attention_topk`;
 /// the other rules behave exactly as the host overload).
 ///
-/// `attention_topk` ranks the listed non-special tokens whose map has positive mass by
-/// `normalized_spatial_entropy` (ties: lower text position first) and keeps the first
-/// `options.top_k` (all of them when fewer). Each kept token stands for the prompt words its
-/// byte range overlaps (or its own byte range when it overlaps no word); these words are then
-/// weighted like any rule's: equal total weight per word, split evenly over all its
-/// sub-tokens in every segment, so the word's other-segment tokens are weighted too. With no
-/// candidate token the usual fallback (content_words, then uniform) applies, with its reason.
+/// `attention_topk` ranks the listed non-special tokens that cover at least one prompt byte
+/// and whose map has positive mass by `normalized_spatial_entropy` (ties: lower text position
+/// first) and keeps the first `options.top_k` (all of them when fewer). Each kept token stands
+/// for the prompt words its byte range overlaps (or its own byte range when it overlaps no
+/// word); these words are then weighted like any rule's: equal total weight per word, split
+/// evenly over all its sub-tokens in every segment, so the word's other-segment tokens are
+/// weighted too. With no candidate token the usual fallback (content_words, then uniform)
+/// applies, with its reason.
 /// @param be             the backend
 /// @param attention_maps [L, N] the aggregated (section 3) nonnegative map of each text token,
 ///                       `N = layout.image_tokens()`; NaN, Inf or negative entries throw
@@ -86,7 +87,9 @@ token_selection select_core_tokens(const B& be, const typename B::tensor& attent
   for (std::size_t t = 0; t < tokenizations.size(); ++t)
     for (const text_token& token : tokenizations[t].tokens) {
       const std::int64_t j = in.segment_offsets[t] + token.position;
-      if (!token.special && mass[static_cast<std::size_t>(j)] > 0.0)
+      // A token covering no byte stands for no word, so it must not take one of the k slots.
+      const bool covers_bytes = token.char_begin < token.char_end;
+      if (!token.special && covers_bytes && mass[static_cast<std::size_t>(j)] > 0.0)
         candidates.emplace_back(entropy[static_cast<std::size_t>(j)], j,
                                 char_span{token.char_begin, token.char_end});
     }
@@ -106,7 +109,7 @@ token_selection select_core_tokens(const B& be, const typename B::tensor& attent
         units.push_back(word);
         in_word = true;
       }
-    if (!in_word && range.begin < range.end) units.push_back(range);
+    if (!in_word) units.push_back(range);
   }
   return detail::weigh_with_fallback(in, selection_rule::attention_topk, std::move(units),
                                      options);

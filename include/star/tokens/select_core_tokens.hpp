@@ -30,7 +30,8 @@ inline std::string nothing_selected_reason(selection_rule rule) {
     case selection_rule::content_words: return "every word of the prompt is a stop word";
     case selection_rule::explicit_spans: return "no explicit span given and no explicit word found";
     case selection_rule::attention_topk:
-      return "no non-special token has an attention map with non-zero mass";
+      return "no non-special token that covers a prompt byte has an attention map with "
+             "non-zero mass";
     case selection_rule::uniform: break;
   }
   return "";
