@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <numeric>
 #include <optional>
+#include <string>
 #include <vector>
 
 #include "star/objective/policy_gradient.hpp"
@@ -318,6 +319,36 @@ TEMPLATE_LIST_TEST_CASE("objective: the KL term is beta times the uniform or W-w
   const auto unweighted = star::spatial_policy_objective(be, in, options);
   CHECK(unweighted.kl_loss == Approx(2.5).margin(tol));
   star::test::require_close(be.to_host(unweighted.loss), {-0.5}, tol, "beta 0");
+}
+
+TEMPLATE_LIST_TEST_CASE("objective: a mode or kl_weights outside its enum is an option_error "
+                        "naming the field and the value",
+                        "[objective][errors]", star::test::all_backends) {
+  const TestType be{};
+  const star::policy_objective_inputs<typename TestType::tensor> in{
+      be.full({3, 4}, -1.0), be.full({3, 4}, -1.1), be.full({3}, 1.0),
+      be.full({3, 4}, 1.0), std::nullopt, be.full({3, 4}, 0.1)};  // [R, N], [R], W, KL
+  star::policy_objective_options options;
+  options.beta = 0.01;
+  for (const int bad : {-1, 3, 7}) {
+    INFO("mode " << bad);
+    options.mode = static_cast<objective_mode>(bad);
+    const std::string want = "policy_objective_options.mode: expected scalar, weighted_scalar "
+                             "or token, got " + std::to_string(bad);
+    REQUIRE_THROWS_AS(star::spatial_policy_objective(be, in, options), star::option_error);
+    REQUIRE_THROWS_WITH(star::spatial_policy_objective(be, in, options), want);
+    REQUIRE_THROWS_WITH(star::spatial_policy_gradient(be, in, options), want);
+  }
+  options.mode = objective_mode::token;
+  for (const int bad : {-1, 2}) {
+    INFO("kl_weights " << bad);
+    options.kl_weights = static_cast<kl_weighting>(bad);
+    const std::string want = "policy_objective_options.kl_weights: expected uniform or "
+                             "allocation, got " + std::to_string(bad);
+    REQUIRE_THROWS_AS(star::spatial_policy_objective(be, in, options), star::option_error);
+    REQUIRE_THROWS_WITH(star::spatial_policy_objective(be, in, options), want);
+    REQUIRE_THROWS_WITH(star::spatial_policy_gradient(be, in, options), want);
+  }
 }
 
 TEST_CASE("objective: bad inputs and options throw, naming the argument", "[objective][errors]") {

@@ -56,6 +56,13 @@ struct policy_objective_options {
 
   /// @brief Throws `option_error` naming the field outside its range.
   void validate() const {
+    if (mode != objective_mode::scalar && mode != objective_mode::weighted_scalar &&
+        mode != objective_mode::token)
+      throw option_error("policy_objective_options.mode: expected scalar, weighted_scalar or "
+                         "token, got " + std::to_string(static_cast<int>(mode)));
+    if (kl_weights != kl_weighting::uniform && kl_weights != kl_weighting::allocation)
+      throw option_error("policy_objective_options.kl_weights: expected uniform or allocation, "
+                         "got " + std::to_string(static_cast<int>(kl_weights)));
     const auto require_open_unit = [](std::string_view field, double value) {
       if (!(value > 0.0 && value < 1.0))
         throw option_error("policy_objective_options." + std::string(field) +
