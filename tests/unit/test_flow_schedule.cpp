@@ -3,7 +3,10 @@
 #include <catch2/catch.hpp>
 
 #include <array>
+#include <cmath>
+#include <limits>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "star/objective/flow_schedule.hpp"
@@ -75,4 +78,39 @@ TEST_CASE("flow schedule: bad arguments throw option_error naming them", "[sched
                       Catch::Contains("noise_level"));
   const std::vector<double> increasing{0.5, 0.9, 0.0};
   REQUIRE_THROWS_WITH(star::flow_grpo_sde_coefficients(increasing, 0), Catch::Contains("sigmas"));
+}
+
+TEST_CASE("flow schedule: a shift whose float32 value breaks the schedule and a bad noise_level "
+          "are rejected with their value",
+          "[schedule][errors]") {
+  const double inf = std::numeric_limits<double>::infinity();
+  // Each made a sigma NaN or inf, or is not a shift at all.
+  const std::vector<std::pair<double, std::string>> bad_shifts{
+      {inf, "inf"}, {1e39, "1e+39"}, {1e-8, "1e-08"}, {1e-50, "1e-50"},
+      {0.0, "0"},   {-3.0, "-3"},    {std::nan(""), "nan"}};
+  for (const auto& [shift, text] : bad_shifts) {
+    INFO("shift " << text);
+    REQUIRE_THROWS_AS(star::flow_match_sigmas(10, shift), star::option_error);
+    REQUIRE_THROWS_WITH(star::flow_match_sigmas(10, shift),
+                        Catch::Contains("shift must be in [2^-24, FLT_MAX]") &&
+                            Catch::EndsWith("got " + text));
+  }
+  // The ends of the range give finite, decreasing schedules.
+  for (const double shift : {0x1p-24, static_cast<double>(std::numeric_limits<float>::max())}) {
+    INFO("shift " << shift);
+    const auto sigmas = star::flow_match_sigmas(10, shift);
+    for (std::size_t i = 0; i < sigmas.size(); ++i) {
+      REQUIRE(std::isfinite(sigmas[i]));
+      if (i > 0) REQUIRE(sigmas[i] <= sigmas[i - 1]);
+    }
+  }
+  const auto sigmas = star::flow_match_sigmas(10);
+  for (const auto& [noise_level, text] :
+       std::vector<std::pair<double, std::string>>{{-0.1, "-0.1"}, {inf, "inf"}}) {
+    INFO("noise_level " << text);
+    REQUIRE_THROWS_AS(star::flow_grpo_sde_coefficients(sigmas, 0, noise_level),
+                      star::option_error);
+    REQUIRE_THROWS_WITH(star::flow_grpo_sde_coefficients(sigmas, 0, noise_level),
+                        Catch::Contains("noise_level") && Catch::EndsWith("got " + text));
+  }
 }

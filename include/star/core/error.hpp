@@ -2,6 +2,8 @@
 /// @file
 /// @brief The exceptions every host entry point of star throws on bad input.
 
+#include <array>
+#include <charconv>
 #include <stdexcept>
 #include <string>
 
@@ -31,5 +33,17 @@ class value_error : public error {
  public:
   using error::error;
 };
+
+namespace detail {
+
+/// @brief `value` for an error message: the shortest text that reads back as the same double,
+/// e.g. `0.04`, `1e-50`, `inf` (`std::to_string` prints 1e-50 as `0.000000`).
+inline std::string printed(double value) {
+  std::array<char, 32> text{};  // the longest double, -2.2250738585072014e-308, has 24
+  const auto end = std::to_chars(text.data(), text.data() + text.size(), value).ptr;
+  return std::string(text.data(), end);
+}
+
+}  // namespace detail
 
 }  // namespace star

@@ -5,6 +5,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <limits>
 #include <span>
 #include <string>
 #include <vector>
@@ -17,12 +18,20 @@ namespace star {
 /// ending with the appended 0, rounded to float32 exactly as diffusers does (its lowest sigma is
 /// shifted twice, so the last non-zero sigma at shift 3 is 0.008929).
 /// @param steps           number of sampling steps, >= 1
-/// @param shift           the static time shift (SD3.5: 3)
+/// @param shift           the static time shift (SD3.5: 3), in `[2^-24, FLT_MAX]` (about
+///                        [6e-8, 3.4e38]), where the float32 shift of the scheduler is finite
 /// @param train_timesteps the scheduler's training timesteps (1000)
 inline std::vector<double> flow_match_sigmas(int steps, double shift = 3.0,
                                              int train_timesteps = 1000) {
-  if (steps < 1) throw option_error("flow_match_sigmas: steps must be >= 1, got " + std::to_string(steps));
-  if (!(shift > 0.0)) throw option_error("flow_match_sigmas: shift must be > 0");
+  if (steps < 1)
+    throw option_error("flow_match_sigmas: steps must be >= 1, got " + std::to_string(steps));
+  // Above FLT_MAX the float32 shift is inf (inf / inf = NaN); below 2^-24, 1 + (shift - 1)
+  // rounds to 0 in float32 (sigma_max = shift / 0 = inf).
+  constexpr double min_shift = 0x1p-24, max_shift = std::numeric_limits<float>::max();
+  if (!(shift >= min_shift && shift <= max_shift))
+    throw option_error("flow_match_sigmas: shift must be in [2^-24, FLT_MAX] = [" +
+                       detail::printed(min_shift) + ", " + detail::printed(max_shift) +
+                       "] (the scheduler shifts in float32), got " + detail::printed(shift));
   if (train_timesteps < 2)
     throw option_error("flow_match_sigmas: train_timesteps must be >= 2, got " +
                        std::to_string(train_timesteps));
@@ -80,13 +89,15 @@ inline sde_coefficients flow_grpo_sde_coefficients(std::span<const double> sigma
                        " needs sigmas[step + 1], but sigmas has " +
                        std::to_string(sigmas.size()) + " entries");
   if (!(noise_level >= 0.0) || !std::isfinite(noise_level))
-    throw option_error("flow_grpo_sde_coefficients: noise_level must be finite and >= 0");
+    throw option_error("flow_grpo_sde_coefficients: noise_level must be finite and >= 0, got " +
+                       detail::printed(noise_level));
   sde_coefficients c;
   c.sigma = sigmas[step];
   c.sigma_next = sigmas[step + 1];
   if (!(c.sigma > 0.0 && c.sigma <= 1.0 && c.sigma_next < c.sigma))
-    throw option_error("flow_grpo_sde_coefficients: sigmas must decrease within (0, 1]; got sigma " +
-                       std::to_string(c.sigma) + " then " + std::to_string(c.sigma_next));
+    throw option_error("flow_grpo_sde_coefficients: sigmas must decrease within (0, 1]; got "
+                       "sigma " + detail::printed(c.sigma) + " then " +
+                       detail::printed(c.sigma_next));
   c.dt = c.sigma_next - c.sigma;
   const double sigma_tilde = c.sigma == 1.0 ? sigmas[1] : c.sigma;
   c.noise_scale = noise_level * std::sqrt(c.sigma / (1.0 - sigma_tilde));
