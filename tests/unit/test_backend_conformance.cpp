@@ -7,6 +7,7 @@
 #include <array>
 #include <cmath>
 #include <cstdint>
+#include <limits>
 #include <string>
 #include <utility>
 #include <vector>
@@ -345,6 +346,36 @@ TEMPLATE_LIST_TEST_CASE("conformance: ops::mean, logsumexp and softmax", "[confo
                             std::vector<double>(5, 1.0), star::test::tolerance<TestType>::value,
                             "softmax rows sum to 1");
   require_matches(be, probabilities, star::ops::softmax(oracle, large, 1), "softmax near 1e3");
+}
+
+TEMPLATE_LIST_TEST_CASE("conformance: logsumexp of rows with infinite maxima, as ATen",
+                        "[conformance]", star::test::all_backends) {
+  const TestType be{};
+  const double inf = std::numeric_limits<double>::infinity();
+  const double nan = std::numeric_limits<double>::quiet_NaN();
+  // Rows: all -inf, some -inf, one +inf, a NaN, finite. [5, 3]
+  const std::vector<double> rows{-inf, -inf, -inf,  // -inf (was -inf - -inf = NaN)
+                                 -inf, 0.0,  -inf,  // log(1) = 0
+                                 inf,  1.0,  -inf,  // +inf (was inf - inf = NaN)
+                                 0.0,  nan,  1.0,   // NaN
+                                 0.0,  0.0,  0.0};  // log 3
+  const auto x = be.from_host(rows, {5, 3});  // [5, 3]
+  for (const bool keepdim : {false, true}) {
+    const auto lse = star::ops::logsumexp(be, x, 1, keepdim);  // [5] or [5, 1]
+    REQUIRE(be.shape_of(lse) == (keepdim ? shape{5, 1} : shape{5}));
+    const std::vector<double> got = be.to_host(lse);
+    CHECK(got[0] == -inf);
+    CHECK(got[1] == 0.0);
+    CHECK(got[2] == inf);
+    CHECK(std::isnan(got[3]));
+    CHECK(got[4] == Approx(std::log(3.0)).epsilon(star::test::tolerance<TestType>::value));
+  }
+  // Along the first axis too (the columns of the transpose).
+  const auto columns = be.permute(x, {1, 0});                                   // [3, 5]
+  const std::vector<double> got = be.to_host(star::ops::logsumexp(be, columns, 0));  // [5]
+  CHECK(got[0] == -inf);
+  CHECK(got[2] == inf);
+  CHECK(std::isnan(got[3]));
 }
 
 TEST_CASE("odd backend: every algorithm call goes through its shared operation counter",
