@@ -87,10 +87,10 @@ class odd_backend {
     return binary(a, b, "div", [](long double x, long double y) { return x / y; });
   }
   tensor minimum(const tensor& a, const tensor& b) const {
-    return binary(a, b, "minimum", [](long double x, long double y) { return std::min(x, y); });
+    return binary(a, b, "minimum", star::detail::nan_propagating_min<long double>);
   }
   tensor maximum(const tensor& a, const tensor& b) const {
-    return binary(a, b, "maximum", [](long double x, long double y) { return std::max(x, y); });
+    return binary(a, b, "maximum", star::detail::nan_propagating_max<long double>);
   }
   tensor greater(const tensor& a, const tensor& b) const {
     return binary(a, b, "greater",
@@ -125,7 +125,7 @@ class odd_backend {
   }
   tensor amax(const tensor& a, const std::vector<std::int64_t>& axes, bool keepdim) const {
     return reduce(a, axes, keepdim, "amax", -std::numeric_limits<long double>::infinity(),
-                  [](long double acc, long double x) { return std::max(acc, x); });
+                  star::detail::nan_propagating_max<long double>);
   }
 
   tensor matmul(const tensor& a, const tensor& b) const {

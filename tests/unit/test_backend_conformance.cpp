@@ -348,6 +348,61 @@ TEMPLATE_LIST_TEST_CASE("conformance: ops::mean, logsumexp and softmax", "[confo
   require_matches(be, probabilities, star::ops::softmax(oracle, large, 1), "softmax near 1e3");
 }
 
+TEMPLATE_LIST_TEST_CASE("conformance: minimum, maximum, amax and clamp propagate NaN, as ATen",
+                        "[conformance]", star::test::all_backends) {
+  const TestType be{};
+  const double nan = std::numeric_limits<double>::quiet_NaN();
+  // NaN first, second, in both and in neither operand; 32 pairs so vector kernels see it too.
+  std::vector<double> x(32, 1.0), y(32, 2.0);
+  for (std::size_t i = 0; i < 32; i += 4) {
+    x[i] = nan;
+    y[i + 1] = nan;
+    x[i + 2] = y[i + 2] = nan;
+  }
+  const auto a = be.from_host(x, {32}), b = be.from_host(y, {32});  // [32], [32]
+  for (const bool flipped : {false, true}) {
+    INFO((flipped ? "b, a" : "a, b"));
+    const auto& first = flipped ? b : a;
+    const auto& second = flipped ? a : b;
+    const std::vector<double> low = be.to_host(be.minimum(first, second));    // [32]
+    const std::vector<double> high = be.to_host(be.maximum(first, second));   // [32]
+    for (std::size_t i = 0; i < 32; ++i) {
+      INFO("entry " << i << ": " << x[i] << ", " << y[i]);
+      if (i % 4 == 3) {
+        CHECK(low[i] == 1.0);
+        CHECK(high[i] == 2.0);
+      } else {
+        CHECK(std::isnan(low[i]));
+        CHECK(std::isnan(high[i]));
+      }
+    }
+  }
+  // A NaN scalar operand, broadcast against a tensor and the other way round.
+  const auto nan_scalar = be.full({}, nan);  // []
+  for (const double v : be.to_host(be.maximum(b, nan_scalar))) CHECK(std::isnan(v));
+  for (const double v : be.to_host(be.minimum(nan_scalar, b))) CHECK(std::isnan(v));
+  for (const double v : be.to_host(be.clamp(nan_scalar, -1.0, 1.0))) CHECK(std::isnan(v));
+  const std::vector<double> clamped = be.to_host(be.clamp(a, 0.0, 1.5));  // [32]
+  for (std::size_t i = 0; i < 32; ++i) CHECK(std::isnan(clamped[i]) == std::isnan(x[i]));
+
+  // amax: a slice holding a NaN anywhere (first, middle, last) reduces to NaN. [3, 40]
+  std::vector<double> rows(3 * 40, 0.5);
+  rows[0] = nan;        // row 0, first
+  rows[40 + 21] = nan;  // row 1, middle
+  rows[2 * 40 + 39] = 7.0;
+  for (const std::int64_t axis : {1, 0}) {
+    INFO("amax over axis " << axis);
+    const auto values = axis == 1 ? be.from_host(rows, {3, 40})                          // [3, 40]
+                                  : be.permute(be.from_host(rows, {3, 40}), {1, 0});  // [40, 3]
+    const std::vector<double> got = be.to_host(be.amax(values, {axis}, false));       // [3]
+    CHECK(std::isnan(got[0]));
+    CHECK(std::isnan(got[1]));
+    CHECK(got[2] == 7.0);
+  }
+  CHECK(std::isnan(
+      be.to_host(be.amax(be.from_host(rows, {3, 40}), {0, 1}, false)).front()));  // []
+}
+
 TEMPLATE_LIST_TEST_CASE("conformance: logsumexp of rows with infinite maxima, as ATen",
                         "[conformance]", star::test::all_backends) {
   const TestType be{};

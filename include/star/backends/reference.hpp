@@ -49,8 +49,8 @@ struct reference_backend {
   /// @name Element-wise operations, NumPy broadcasting (star::elementwise_backend)
   /// @{
 
-  /// @brief The `star::elementwise_backend` operations; `clamp` throws `value_error` when
-  /// `lo > hi`.
+  /// @brief The `star::elementwise_backend` operations; `minimum` and `maximum` give NaN where
+  /// either operand is NaN (as ATen); `clamp` throws `value_error` when `lo > hi`.
   tensor add(const tensor& a, const tensor& b) const {
     return binary(a, b, "add", [](double x, double y) { return x + y; });
   }
@@ -64,10 +64,10 @@ struct reference_backend {
     return binary(a, b, "div", [](double x, double y) { return x / y; });
   }
   tensor minimum(const tensor& a, const tensor& b) const {
-    return binary(a, b, "minimum", [](double x, double y) { return std::min(x, y); });
+    return binary(a, b, "minimum", detail::nan_propagating_min<double>);
   }
   tensor maximum(const tensor& a, const tensor& b) const {
-    return binary(a, b, "maximum", [](double x, double y) { return std::max(x, y); });
+    return binary(a, b, "maximum", detail::nan_propagating_max<double>);
   }
   tensor greater(const tensor& a, const tensor& b) const {
     return binary(a, b, "greater", [](double x, double y) { return x > y ? 1.0 : 0.0; });
@@ -98,13 +98,14 @@ struct reference_backend {
   /// @name Reductions over axes (star::reduction_backend)
   /// @{
 
-  /// @brief The `star::reduction_backend` operations, accumulated in double.
+  /// @brief The `star::reduction_backend` operations, accumulated in double; `amax` of a
+  /// slice holding a NaN is NaN (as ATen).
   tensor sum(const tensor& a, const std::vector<std::int64_t>& axes, bool keepdim) const {
     return reduce(a, axes, keepdim, "sum", 0.0, [](double acc, double x) { return acc + x; });
   }
   tensor amax(const tensor& a, const std::vector<std::int64_t>& axes, bool keepdim) const {
     return reduce(a, axes, keepdim, "amax", -std::numeric_limits<double>::infinity(),
-                  [](double acc, double x) { return std::max(acc, x); });
+                  detail::nan_propagating_max<double>);
   }
   /// @}
 

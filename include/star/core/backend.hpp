@@ -19,6 +19,23 @@
 
 namespace star {
 
+namespace detail {
+
+/// @brief `min(a, b)`, NaN when either is NaN: the `minimum` / `amax` semantics (torch's) for
+/// backends that loop over scalars (`std::min` returns `a` or `b` by position for a NaN).
+template <std::floating_point T>
+constexpr T nan_propagating_min(T a, T b) {
+  return a != a || b != b ? a + b : (b < a ? b : a);
+}
+
+/// @brief `max(a, b)`, NaN when either is NaN; see `nan_propagating_min`.
+template <std::floating_point T>
+constexpr T nan_propagating_max(T a, T b) {
+  return a != a || b != b ? a + b : (a < b ? b : a);
+}
+
+}  // namespace detail
+
 /// @brief Storage: a tensor type, its shape, and the host round trip.
 template <class B>
 concept tensor_backend = requires(const B& be, const typename B::tensor& t,
@@ -40,6 +57,7 @@ concept elementwise_backend =
       { be.sub(a, b) } -> std::same_as<typename B::tensor>;
       { be.mul(a, b) } -> std::same_as<typename B::tensor>;
       { be.div(a, b) } -> std::same_as<typename B::tensor>;
+      /// NaN where either operand is NaN (as torch.minimum / torch.maximum).
       { be.minimum(a, b) } -> std::same_as<typename B::tensor>;
       { be.maximum(a, b) } -> std::same_as<typename B::tensor>;
       /// 1 where `a > b`, else 0 (not differentiable).
@@ -50,6 +68,7 @@ concept elementwise_backend =
       /// Natural logarithm; `log(0) = -inf`.
       { be.log(a) } -> std::same_as<typename B::tensor>;
       { be.pow(a, c) } -> std::same_as<typename B::tensor>;
+      /// `min(max(a, lo), hi)`, NaN where `a` is NaN.
       { be.clamp(a, c, c) } -> std::same_as<typename B::tensor>;
     };
 
@@ -59,6 +78,7 @@ concept reduction_backend =
     tensor_backend<B> && requires(const B& be, const typename B::tensor& a,
                                   const std::vector<std::int64_t>& axes, bool keepdim) {
       { be.sum(a, axes, keepdim) } -> std::same_as<typename B::tensor>;
+      /// NaN where the reduced slice holds a NaN (as torch.amax); -inf for an empty slice.
       { be.amax(a, axes, keepdim) } -> std::same_as<typename B::tensor>;
     };
 

@@ -99,11 +99,15 @@ class backend {
   tensor div(const tensor& a, const tensor& b) const {
     return binary(a, b, "div", [](const auto& x, const auto& y) { return x / y; });
   }
+  /// @brief NaN where either operand is NaN, as ATen (Eigen's own `min` leaves NaN undefined).
   tensor minimum(const tensor& a, const tensor& b) const {
-    return binary(a, b, "minimum", [](const auto& x, const auto& y) { return x.min(y); });
+    return binary(a, b, "minimum",
+                  [](const auto& x, const auto& y) { return x.binaryExpr(y, nan_min_op{}); });
   }
+  /// @brief NaN where either operand is NaN, as ATen.
   tensor maximum(const tensor& a, const tensor& b) const {
-    return binary(a, b, "maximum", [](const auto& x, const auto& y) { return x.max(y); });
+    return binary(a, b, "maximum",
+                  [](const auto& x, const auto& y) { return x.binaryExpr(y, nan_max_op{}); });
   }
   tensor greater(const tensor& a, const tensor& b) const {
     return binary(a, b, "greater",
@@ -141,6 +145,7 @@ class backend {
   /// @{
 
   /// @brief The `star::reduction_backend` operations; threads split over output slices.
+  /// `amax` of a slice holding a NaN is NaN, as ATen.
   tensor sum(const tensor& a, const std::vector<std::int64_t>& axes, bool keepdim) const {
     return reduce(a, axes, keepdim, "sum", Scalar{0}, sum_kernel{});
   }
@@ -244,6 +249,9 @@ class backend {
 
  private:
   using matrix = Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+  /// Vectorised element-wise min / max that return NaN when either operand is NaN.
+  using nan_min_op = Eigen::internal::scalar_min_op<Scalar, Scalar, Eigen::PropagateNaN>;
+  using nan_max_op = Eigen::internal::scalar_max_op<Scalar, Scalar, Eigen::PropagateNaN>;
 
   /// Products with fewer multiply-adds than this are too small for Eigen's own threads.
   static constexpr std::int64_t small_product_work = std::int64_t{1} << 18;
@@ -261,11 +269,11 @@ class backend {
   struct max_kernel {
     template <class Run>
     static Scalar whole(const Run& run) {
-      return run.maxCoeff();
+      return run.template maxCoeff<Eigen::PropagateNaN>();
     }
     template <class Acc, class Run>
     static void fold(Acc&& acc, const Run& run) {
-      acc = acc.max(run);
+      acc = acc.binaryExpr(run, nan_max_op{});
     }
   };
 
