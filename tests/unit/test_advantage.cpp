@@ -1,4 +1,4 @@
-// Group-relative advantages (star-method.md §1): hand-worked values, an independent formula,
+// Group-relative advantages (docs/math.md §1): hand-worked values, an independent formula,
 // zero-variance groups, clipping, the non-finite policies, bad inputs, and the invariants
 // I4 (permutation) and I6 (rewards split over ranks).
 #include <catch2/catch.hpp>

@@ -1,4 +1,4 @@
-// Spatio-temporal allocation (star-method.md §4): relevance maps to mean-one weights W, the
+// Spatio-temporal allocation (docs/math.md §4): relevance maps to mean-one weights W, the
 // spatially resolved advantage, and the upsampling to the latent grid.
 #include <catch2/catch.hpp>
 

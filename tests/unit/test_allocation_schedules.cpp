@@ -1,4 +1,4 @@
-// Temporal adaptivity (star-method.md §4): the mixing schedules lambda_k and the per-step
+// Temporal adaptivity (docs/math.md §4): the mixing schedules lambda_k and the per-step
 // temporal weights gamma_k.
 #include <catch2/catch.hpp>
 
@@ -89,7 +89,8 @@ TEST_CASE("noise_aware gamma: mean 1 over the trained steps, proportional to the
   for (std::size_t i = 0; i < trained.size(); ++i)
     REQUIRE(gamma[i] / star::flow_grpo_sde_coefficients(sigmas, trained[i]).transition_std ==
             Approx(ratio0).epsilon(1e-14));
-  // flow-grpo.md §1.3: noise std 0.7000, 0.7430, ..., 0.2254 for steps 0..8 (mean ~0.44).
+  // The transition std s_k sqrt(|dt_k|) of docs/math.md §5 on 10 steps: 0.7000, 0.7430, ...,
+  // 0.2254 for steps 0..8 (mean ~0.44).
   REQUIRE(gamma[1] / gamma[8] == Approx(0.7430 / 0.2254).epsilon(1e-3));
   REQUIRE(gamma[1] > gamma[0]);
   REQUIRE(gamma[8] < 1.0);

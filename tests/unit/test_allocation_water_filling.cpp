@@ -1,4 +1,4 @@
-// The cap W <= w_max as an exact water-filling projection (star-method.md §4, step 4).
+// The cap W <= w_max as an exact water-filling projection (docs/math.md §4, item 4).
 #include <catch2/catch.hpp>
 
 #include <cmath>

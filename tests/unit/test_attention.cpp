@@ -1,4 +1,4 @@
-// Attention-map extraction (star-method.md §3): the LSE path against the explicit softmax
+// Attention-map extraction (docs/math.md §3): the LSE path against the explicit softmax
 // (I3), the SD3 golden fixture, the text_to_image direction, and equivariance (I4).
 #include <algorithm>
 #include <array>

@@ -1,4 +1,4 @@
-// Relevance maps from attention (star-method.md §3): column selection, the weighted head
+// Relevance maps from attention (docs/math.md §3): column selection, the weighted head
 // mean of one block, the mean over blocks with the block filter, and grid smoothing.
 #include <catch2/catch.hpp>
 #include <cmath>

@@ -1,5 +1,5 @@
 // The flow-matching sigma schedule against diffusers' FlowMatchEulerDiscreteScheduler (golden
-// fixture) and the Flow-GRPO SDE coefficients against flow-grpo.md's table.
+// fixture) and the Flow-GRPO SDE coefficients (docs/math.md §5) against Flow-GRPO's table.
 #include <catch2/catch.hpp>
 
 #include <array>
@@ -39,11 +39,12 @@ TEST_CASE("flow_match_sigmas and flow_match_timesteps equal diffusers' shift-3 s
   }
 }
 
-TEST_CASE("flow_grpo_sde_coefficients reproduce the 10-step table of flow-grpo.md", "[schedule]") {
+TEST_CASE("flow_grpo_sde_coefficients reproduce the 10-step table of Flow-GRPO", "[schedule]") {
   struct row {
     double noise_scale, transition_std, coef_x, coef_v;
   };
-  // flow-grpo.md §1.3, printed to 4-5 significant digits.
+  // Flow-GRPO's 10-step schedule at shift 3 and noise level a = 0.7 (the step of docs/math.md
+  // §5), printed to 4-5 significant digits.
   const std::array<row, 10> table{{{3.5057, 0.7000, 0.75500, -0.03987},
                                    {3.4351, 0.7430, 0.71254, -0.05824},
                                    {2.2726, 0.5362, 0.84263, -0.06929},

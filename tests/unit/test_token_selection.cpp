@@ -1,4 +1,4 @@
-// Token relevance selection (star-method.md §2) with the linguistic rules, on hand-built
+// Token relevance selection (docs/math.md §2) with the linguistic rules, on hand-built
 // SD3-like tokenizations: each rule's weights, the fallback chain and its reasons, every
 // rejected input, and the weight-vector properties on seeded random tokenizations.
 #include <catch2/catch.hpp>
