@@ -1,6 +1,6 @@
 #pragma once
 /// @file
-/// @brief Options of the group-relative advantage (star-method.md §1, flow-grpo.md §2).
+/// @brief Options of the group-relative advantage (docs/math.md §1).
 
 #include <cmath>
 #include <string>

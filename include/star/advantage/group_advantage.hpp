@@ -1,6 +1,6 @@
 #pragma once
 /// @file
-/// @brief Group-relative advantages (star-method.md §1): each reward minus its group's mean,
+/// @brief Group-relative advantages (docs/math.md §1): each reward minus its group's mean,
 /// over a global or per-group population std, clipped; on host values or a backend tensor.
 ///
 /// Exactness across ranks (invariant I6): every statistic is a sum taken over the values

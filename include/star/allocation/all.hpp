@@ -1,6 +1,6 @@
 #pragma once
 /// @file
-/// @brief Everything of the spatio-temporal allocation (star-method.md §4).
+/// @brief Everything of the spatio-temporal allocation (docs/math.md §4).
 
 #include "star/allocation/allocate.hpp"
 #include "star/allocation/allocation_options.hpp"

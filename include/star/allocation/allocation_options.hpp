@@ -1,6 +1,6 @@
 #pragma once
 /// @file
-/// @brief Options of the spatio-temporal allocation (star-method.md §4).
+/// @brief Options of the spatio-temporal allocation (docs/math.md §4).
 
 #include <cmath>
 #include <optional>
@@ -19,7 +19,7 @@ enum class mixing_schedule {
   entropy,   ///< per rollout and step: the normalised spatial entropy `H(m) / log N`
 };
 
-/// @brief The knobs of §4, with the defaults of star-method.md.
+/// @brief The knobs of §4, with the defaults of docs/math.md.
 ///
 /// `lambda_start = 1`, `lambda_end = 0.5` (used by `linear` and `cosine`): at step 0 the latent
 /// is pure noise (`sigma = 1`), so the attention maps of the first steps describe the noise

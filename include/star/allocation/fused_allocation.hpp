@@ -1,6 +1,6 @@
 #pragma once
 /// @file
-/// @brief The optional fused tier of `allocate` (star-method.md §4): what a backend provides
+/// @brief The optional fused tier of `allocate` (docs/math.md §4): what a backend provides
 /// to compute a whole allocation row by row in one pass, and the request it receives.
 
 #include <concepts>

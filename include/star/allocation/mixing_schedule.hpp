@@ -1,6 +1,6 @@
 #pragma once
 /// @file
-/// @brief The mixing weight `lambda_k` per step (temporal adaptivity, star-method.md §4).
+/// @brief The mixing weight `lambda_k` per step (temporal adaptivity, docs/math.md §4).
 
 #include <algorithm>
 #include <cmath>

@@ -1,7 +1,7 @@
 #pragma once
 /// @file
 /// @brief From relevance maps to normalised allocation maps `m`, and their spatial entropy
-/// (star-method.md §4, step 1).
+/// (docs/math.md §4, step 1).
 
 #include <cstdint>
 #include <limits>
@@ -54,7 +54,8 @@ typename B::tensor map_entropy(const B& be, const typename B::tensor& map) {
   require_rank("map", be.shape_of(map), 2, "[B, N]");
   // m log max(m, tiny) equals m log m for m > 0 and is exactly 0 (not 0 * -inf) for m = 0.
   constexpr double tiny = 1e-30;  // representable in float, far below any m that matters
-  const auto log_map = be.log(be.clamp(map, tiny, std::numeric_limits<double>::infinity()));  // [B, N]
+  const double inf = std::numeric_limits<double>::infinity();
+  const auto log_map = be.log(be.clamp(map, tiny, inf));  // [B, N]
   return be.mul(be.sum(be.mul(map, log_map), {1}, false), -1.0);  // [B]
 }
 

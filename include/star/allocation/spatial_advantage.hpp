@@ -1,6 +1,6 @@
 #pragma once
 /// @file
-/// @brief The spatially resolved advantage `Â(n) = A * gamma * W(n)` (star-method.md §4).
+/// @brief The spatially resolved advantage `Â(n) = A * gamma * W(n)` (docs/math.md §4).
 
 #include <cmath>
 #include <cstdint>

@@ -1,6 +1,6 @@
 #pragma once
 /// @file
-/// @brief The per-step temporal weights `gamma_k` (star-method.md §4).
+/// @brief The per-step temporal weights `gamma_k` (docs/math.md §4).
 
 #include <cmath>
 #include <cstddef>

@@ -1,6 +1,6 @@
 #pragma once
 /// @file
-/// @brief Token-grid values to the latent grid (star-method.md §4, step 5).
+/// @brief Token-grid values to the latent grid (docs/math.md §4, step 5).
 
 #include <cstdint>
 #include <string>

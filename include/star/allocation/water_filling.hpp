@@ -1,6 +1,6 @@
 #pragma once
 /// @file
-/// @brief The cap `W <= w_max` as an exact water-filling projection (star-method.md §4, step 4).
+/// @brief The cap `W <= w_max` as an exact water-filling projection (docs/math.md §4, step 4).
 
 #include <cmath>
 #include <cstdint>

@@ -1,6 +1,6 @@
 #pragma once
 /// @file
-/// @brief Everything of attention-map extraction (star-method.md §3).
+/// @brief Everything of attention-map extraction (docs/math.md §3).
 
 #include "star/attention/full_softmax.hpp"
 #include "star/attention/lse_relevance_accumulator.hpp"

@@ -1,7 +1,7 @@
 #pragma once
 /// @file
 /// @brief The mean relevance map over the blocks `Λ` of one forward, computed block by block
-/// from `q`, `k` and the row log-sum-exp of a fused attention kernel (star-method.md §3),
+/// from `q`, `k` and the row log-sum-exp of a fused attention kernel (docs/math.md §3),
 /// without a host read-back per block.
 
 #include <cstdint>

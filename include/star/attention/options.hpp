@@ -1,6 +1,6 @@
 #pragma once
 /// @file
-/// @brief Options of attention-map extraction (star-method.md §3).
+/// @brief Options of attention-map extraction (docs/math.md §3).
 
 #include <cmath>
 #include <cstdint>

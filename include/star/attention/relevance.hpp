@@ -73,7 +73,7 @@ typename B::tensor block_relevance(const B& be, const typename B::tensor& q,
 }
 
 /// @brief The relevance map of one block from its `q`, `k` and the row log-sum-exp of a
-/// fused attention kernel (image-to-text only; the LSE path of star-method.md §3).
+/// fused attention kernel (image-to-text only; the LSE path of docs/math.md §3).
 /// @param be         the backend
 /// @param q          [B, H, T, D] post-QK-norm queries of the joint sequence
 /// @param k          [B, H, T, D] post-QK-norm keys

@@ -33,8 +33,9 @@ typename B::tensor image_row_lse(const B& be, const typename B::tensor& q,
   const auto queries = attention_detail::image_rows(be, q, layout);  // [B, H, N, D]
   // The max and the shifted exp-sum of the scores against keys [begin, end).
   const auto chunk_stats = [&](std::int64_t begin, std::int64_t end) {
-    const auto keys = be.slice(k, 2, begin, end);                                   // [B, H, chunk, D]
-    const auto scores = attention_detail::scaled_scores(be, queries, keys, scale);  // [B, H, N, chunk]
+    const auto keys = be.slice(k, 2, begin, end);  // [B, H, chunk, D]
+    const auto scores =
+        attention_detail::scaled_scores(be, queries, keys, scale);  // [B, H, N, chunk]
     auto max = be.amax(scores, {-1}, true);                                         // [B, H, N, 1]
     auto sum = be.sum(be.exp(be.sub(scores, max)), {-1}, true);                     // [B, H, N, 1]
     return std::pair{std::move(max), std::move(sum)};

@@ -198,7 +198,8 @@ struct reference_backend {
     tensor out{out_shape, std::vector<double>(static_cast<std::size_t>(numel(out_shape)))};
     for (std::int64_t i = 0; i < numel(out_shape); ++i) {
       const shape index = unravel_index(i, out_shape);
-      out.values[i] = f(a.values[offset_of(index, a_strides)], b.values[offset_of(index, b_strides)]);
+      out.values[i] =
+          f(a.values[offset_of(index, a_strides)], b.values[offset_of(index, b_strides)]);
     }
     return out;
   }

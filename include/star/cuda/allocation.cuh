@@ -1,6 +1,6 @@
 #pragma once
 /// @file
-/// @brief Fused allocation (star-method.md §4, steps 1-4), one CUDA block per row: sharpen,
+/// @brief Fused allocation (docs/math.md §4, steps 1-4), one CUDA block per row: sharpen,
 /// normalise, entropy, `lambda`, `W = N q`, and the exact water-filling cap, with the
 /// semantics of `star::allocate` (allocation/allocate.hpp, allocation/water_filling.hpp).
 

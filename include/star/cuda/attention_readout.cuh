@@ -1,6 +1,6 @@
 #pragma once
 /// @file
-/// @brief Fused relevance read-out (star-method.md §3): for the selected text columns `S`,
+/// @brief Fused relevance read-out (docs/math.md §3): for the selected text columns `S`,
 /// `R[b, n] += block_weight * sum_j w_j * mean_h exp(s q_n . k_j - LSE[b, h, n])` (or `=`, see
 /// `readout_inputs::accumulate`; the LSE of image row `n`, at `image_begin + n` of the joint
 /// sequence) in one pass over `q` per chunk of 16 columns, never forming the `N x T` scores;

@@ -1,6 +1,6 @@
 #pragma once
 /// @file
-/// @brief Fused token-mode policy objective (star-method.md §5): forward (per-row partial
+/// @brief Fused token-mode policy objective (docs/math.md §5): forward (per-row partial
 /// sums, reduced to the loss and the metrics by the block that finishes last: one launch; the
 /// gradient too when asked) and backward (`d loss / d ell`, `d loss / d kl`), with the
 /// definitions of `spatial_policy_objective` and `spatial_policy_gradient` for

@@ -182,8 +182,8 @@ template <class Scalar>
 std::optional<tensor<Scalar>> fused_policy_log_prob_gradient(
     const policy_objective_inputs<tensor<Scalar>>& in, const policy_objective_options& options) {
   const objective_rows<Scalar> rows(in, options);
-  tensor<Scalar> gradient{in.log_prob.dims,
-                          Eigen::Array<Scalar, Eigen::Dynamic, 1>(in.log_prob.values.size())};  // [R, N]
+  using values = Eigen::Array<Scalar, Eigen::Dynamic, 1>;
+  tensor<Scalar> gradient{in.log_prob.dims, values(in.log_prob.values.size())};  // [R, N]
   std::vector<objective_row_sums> no_sums;
   if (!rows.evaluate_all(no_sums, gradient.values.data())) return std::nullopt;
   return gradient;

@@ -1,7 +1,7 @@
 #pragma once
 /// @file
 /// @brief Everything of the Flow-GRPO SDE step and the spatially resolved policy objective
-/// (star-method.md §5).
+/// (docs/math.md §5).
 
 #include "star/objective/flow_schedule.hpp"
 #include "star/objective/policy_gradient.hpp"

@@ -1,7 +1,7 @@
 #pragma once
 /// @file
 /// @brief The optional fused tier of `spatial_policy_objective` and `spatial_policy_gradient`
-/// (star-method.md §5): what a backend provides to evaluate the objective, or its gradient
+/// (docs/math.md §5): what a backend provides to evaluate the objective, or its gradient
 /// with respect to `ell`, in one pass per row.
 
 #include <concepts>

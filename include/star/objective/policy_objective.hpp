@@ -1,6 +1,6 @@
 #pragma once
 /// @file
-/// @brief The spatially resolved clipped policy objective (star-method.md §5) in its three
+/// @brief The spatially resolved clipped policy objective (docs/math.md §5) in its three
 /// modes, with the metrics a trainer logs. Rows `R` are (rollout, step) pairs; `N` tokens.
 
 #include <cmath>

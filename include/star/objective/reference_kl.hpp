@@ -1,6 +1,6 @@
 #pragma once
 /// @file
-/// @brief The KL regulariser to the reference policy (star-method.md §5, flow-grpo.md §3.4):
+/// @brief The KL regulariser to the reference policy (docs/math.md §5):
 /// per element `(mu - mu_ref)^2 / (2 d_b^2)`, averaged per token, and its gradient in `mu`.
 
 #include <cstdint>

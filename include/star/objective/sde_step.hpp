@@ -1,7 +1,7 @@
 #pragma once
 /// @file
 /// @brief The Flow-GRPO SDE step over a batch of latents whose rows may be at different
-/// denoising steps, and its per-element Gaussian log-density (flow-grpo.md §1.2).
+/// denoising steps, and its per-element Gaussian log-density (docs/math.md §5).
 
 #include <cmath>
 #include <cstdint>

@@ -1,6 +1,6 @@
 #pragma once
 /// @file
-/// @brief Per-token log-probabilities of the SDE transition (star-method.md §5):
+/// @brief Per-token log-probabilities of the SDE transition (docs/math.md §5):
 /// `ell(b, n)` = the mean of the per-element Gaussian log-density over token `n`'s
 /// `C * P * P` latent elements, and its analytic gradient with respect to `mu`.
 

@@ -1,6 +1,6 @@
 #pragma once
 /// @file
-/// @brief Token relevance selection (star-method.md §2) with the linguistic rules: the weight
+/// @brief Token relevance selection (docs/math.md §2) with the linguistic rules: the weight
 /// vector `w` over the text block, and the fallback chain rule -> content_words -> uniform.
 
 #include <cstdint>

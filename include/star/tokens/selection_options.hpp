@@ -1,6 +1,6 @@
 #pragma once
 /// @file
-/// @brief The selection rules of token relevance selection (star-method.md §2), their
+/// @brief The selection rules of token relevance selection (docs/math.md §2), their
 /// options, and the selection result.
 
 #include <cstdint>
@@ -23,7 +23,7 @@ enum class selection_rule {
   uniform,         ///< no selection: the allocation uses `lambda = 1` (also the last fallback)
 };
 
-/// @brief The rule's name as star-method.md spells it.
+/// @brief The rule's name as docs/math.md spells it.
 inline std::string to_string(selection_rule rule) {
   switch (rule) {
     case selection_rule::quoted: return "quoted";

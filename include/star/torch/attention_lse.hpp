@@ -1,6 +1,6 @@
 #pragma once
 /// @file
-/// @brief Cheap attention read-out on LibTorch (star-method.md §3): the joint attention of a
+/// @brief Cheap attention read-out on LibTorch (docs/math.md §3): the joint attention of a
 /// block together with the natural-log row log-sum-exp, from a fused kernel where the LibTorch
 /// version has one, and the selected image-text probabilities formed from that LSE only for
 /// the selected text columns.

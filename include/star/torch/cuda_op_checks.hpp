@@ -13,8 +13,6 @@
 #include <ATen/MemoryOverlap.h>
 
 #include <algorithm>
-#include <array>
-#include <charconv>
 #include <cmath>
 #include <cstdint>
 #include <limits>
@@ -43,14 +41,7 @@ namespace cuda_check_detail {
 /// @brief The largest finite float32, the type in which the kernels read every scalar.
 inline constexpr double max_float32 = std::numeric_limits<float>::max();
 
-/// @brief `value` in full precision: the shortest text that reads back as the same double,
-/// e.g. `0.04`, `0.9999999999`, `1e-50` (`std::to_string` prints 1e-50 as 0.000000, a stream
-/// rounds to 6 digits).
-inline std::string printed(double value) {
-  std::array<char, 32> text{};  // the longest double, -2.2250738585072014e-308, has 24
-  const auto end = std::to_chars(text.data(), text.data() + text.size(), value).ptr;
-  return std::string(text.data(), end);
-}
+using star::detail::printed;
 
 /// @brief Throws `value_error` naming `arg` unless `t` is defined.
 inline void require_defined(const at::Tensor& t, std::string_view arg) {
