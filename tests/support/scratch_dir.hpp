@@ -1,12 +1,14 @@
 #pragma once
 // A scratch folder per test process (no Torch): the tokenizers' vocabulary files, the
-// pipeline's tiny model, the atomic writer's targets.
+// pipeline's tiny model, the atomic writer's targets; and the names a folder holds.
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <string>
 #include <system_error>
+#include <vector>
 
 namespace star::test {
 
@@ -25,6 +27,15 @@ inline std::filesystem::path scratch_dir(const std::string& name) {
   const auto dir = scratch.root / name;
   std::filesystem::create_directories(dir);
   return dir;
+}
+
+/// The names of the entries of `dir`, sorted.
+inline std::vector<std::string> file_names(const std::filesystem::path& dir) {
+  std::vector<std::string> names;
+  for (const auto& item : std::filesystem::directory_iterator(dir))
+    names.push_back(item.path().filename().string());
+  std::sort(names.begin(), names.end());
+  return names;
 }
 
 }  // namespace star::test

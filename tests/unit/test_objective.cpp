@@ -328,26 +328,27 @@ TEMPLATE_LIST_TEST_CASE("objective: a mode or kl_weights outside its enum is an 
   const star::policy_objective_inputs<typename TestType::tensor> in{
       be.full({3, 4}, -1.0), be.full({3, 4}, -1.1), be.full({3}, 1.0),
       be.full({3, 4}, 1.0), std::nullopt, be.full({3, 4}, 0.1)};  // [R, N], [R], W, KL
+  // the objective and its gradient both reject `bad` with the message `want`
+  const auto require_rejected = [&](const star::policy_objective_options& bad,
+                                    const std::string& want) {
+    REQUIRE_THROWS_AS(star::spatial_policy_objective(be, in, bad), star::option_error);
+    REQUIRE_THROWS_WITH(star::spatial_policy_objective(be, in, bad), want);
+    REQUIRE_THROWS_WITH(star::spatial_policy_gradient(be, in, bad), want);
+  };
   star::policy_objective_options options;
   options.beta = 0.01;
   for (const int bad : {-1, 3, 7}) {
     INFO("mode " << bad);
     options.mode = static_cast<objective_mode>(bad);
-    const std::string want = "policy_objective_options.mode: expected scalar, weighted_scalar "
-                             "or token, got " + std::to_string(bad);
-    REQUIRE_THROWS_AS(star::spatial_policy_objective(be, in, options), star::option_error);
-    REQUIRE_THROWS_WITH(star::spatial_policy_objective(be, in, options), want);
-    REQUIRE_THROWS_WITH(star::spatial_policy_gradient(be, in, options), want);
+    require_rejected(options, "policy_objective_options.mode: expected scalar, weighted_scalar "
+                              "or token, got " + std::to_string(bad));
   }
   options.mode = objective_mode::token;
   for (const int bad : {-1, 2}) {
     INFO("kl_weights " << bad);
     options.kl_weights = static_cast<kl_weighting>(bad);
-    const std::string want = "policy_objective_options.kl_weights: expected uniform or "
-                             "allocation, got " + std::to_string(bad);
-    REQUIRE_THROWS_AS(star::spatial_policy_objective(be, in, options), star::option_error);
-    REQUIRE_THROWS_WITH(star::spatial_policy_objective(be, in, options), want);
-    REQUIRE_THROWS_WITH(star::spatial_policy_gradient(be, in, options), want);
+    require_rejected(options, "policy_objective_options.kl_weights: expected uniform or "
+                              "allocation, got " + std::to_string(bad));
   }
 }
 

@@ -2,7 +2,6 @@
 // `<path>.partial`; a failure anywhere leaves no partial file and the old target untouched.
 #include <catch2/catch.hpp>
 
-#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
@@ -25,14 +24,6 @@ std::string read_text(const fs::path& path) {
   return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
 }
 
-std::vector<std::string> listing(const fs::path& dir) {
-  std::vector<std::string> names;
-  for (const auto& item : fs::directory_iterator(dir))
-    names.push_back(item.path().filename().string());
-  std::sort(names.begin(), names.end());
-  return names;
-}
-
 }  // namespace
 
 TEST_CASE("write_stream_atomically writes the content and replaces an existing file",
@@ -44,7 +35,7 @@ TEST_CASE("write_stream_atomically writes the content and replaces an existing f
   const std::string binary("a\0b\n", 4);
   write_stream_atomically(path, [&](std::ostream& out) { out << binary; });
   REQUIRE(read_text(path) == binary);
-  REQUIRE(listing(dir) == std::vector<std::string>{"out.bin"});
+  REQUIRE(star::test::file_names(dir) == std::vector<std::string>{"out.bin"});
 }
 
 TEST_CASE("write_file_atomically hands the callback <path>.partial and renames it onto path",
@@ -60,7 +51,7 @@ TEST_CASE("write_file_atomically hands the callback <path>.partial and renames i
   REQUIRE(seen == dir / "image.png.partial");
   REQUIRE(seen == star::files::partial_path(path));
   REQUIRE(read_text(path) == "pixels");
-  REQUIRE(listing(dir) == std::vector<std::string>{"image.png"});
+  REQUIRE(star::test::file_names(dir) == std::vector<std::string>{"image.png"});
 }
 
 TEST_CASE("an exception inside the callback leaves no file, no .partial, the old target as it was",
@@ -72,7 +63,7 @@ TEST_CASE("an exception inside the callback leaves no file, no .partial, the old
     throw std::runtime_error("callback failed");
   };
   REQUIRE_THROWS_WITH(write_stream_atomically(fresh, failing_stream), "callback failed");
-  REQUIRE(listing(dir).empty());
+  REQUIRE(star::test::file_names(dir).empty());
 
   const auto existing = dir / "existing.bin";
   std::ofstream(existing) << "old content";
@@ -84,7 +75,7 @@ TEST_CASE("an exception inside the callback leaves no file, no .partial, the old
                                           }),
                     file_write_error);
   REQUIRE(read_text(existing) == "old content");
-  REQUIRE(listing(dir) == std::vector<std::string>{"existing.bin"});
+  REQUIRE(star::test::file_names(dir) == std::vector<std::string>{"existing.bin"});
 }
 
 TEST_CASE("failures of the helper itself name the path and leave nothing behind",
@@ -101,6 +92,6 @@ TEST_CASE("failures of the helper itself name the path and leave nothing behind"
   fs::create_directory(taken);
   REQUIRE_THROWS_WITH(write_stream_atomically(taken, write),
                       Catch::Contains("cannot rename") && Catch::Contains(taken.string()));
-  REQUIRE(listing(dir) == std::vector<std::string>{"taken"});
+  REQUIRE(star::test::file_names(dir) == std::vector<std::string>{"taken"});
   REQUIRE(fs::is_empty(taken));
 }

@@ -6,7 +6,6 @@
 #undef CHECK
 #include <catch2/catch.hpp>
 
-#include <algorithm>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -53,15 +52,6 @@ void write_bytes(const fs::path& path, const std::vector<std::byte>& bytes) {
   std::ofstream out(path, std::ios::binary);
   out.write(reinterpret_cast<const char*>(bytes.data()),
             static_cast<std::streamsize>(bytes.size()));
-}
-
-/// The names of the files in `dir`.
-std::vector<std::string> listing(const fs::path& dir) {
-  std::vector<std::string> names;
-  for (const auto& item : fs::directory_iterator(dir))
-    names.push_back(item.path().filename().string());
-  std::sort(names.begin(), names.end());
-  return names;
 }
 
 /// A Linear, a float buffer and an integer buffer, nested one level.
@@ -186,7 +176,7 @@ TEST_CASE("save_safetensors: unsupported dtypes and bad names are refused before
                       Catch::Contains("__metadata__"));
   REQUIRE_THROWS_WITH(star::sd35::save_safetensors(path, {{"u", torch::Tensor()}}),
                       Catch::Contains("'u' is undefined"));
-  CHECK(listing(dir).empty());
+  CHECK(star::test::file_names(dir).empty());
 }
 
 TEST_CASE("save_safetensors: a failed write leaves no file behind", "[safetensors]") {
@@ -197,12 +187,12 @@ TEST_CASE("save_safetensors: a failed write leaves no file behind", "[safetensor
                     checkpoint_error);
   REQUIRE_THROWS_WITH(star::sd35::save_safetensors(dir / "absent/model.safetensors", tensors),
                       Catch::Contains("absent/model.safetensors"));
-  CHECK(listing(dir).empty());
+  CHECK(star::test::file_names(dir).empty());
   // Onto a folder: the partial file is written, the rename fails, the partial file goes.
   fs::create_directory(dir / "taken");
   REQUIRE_THROWS_WITH(star::sd35::save_safetensors(dir / "taken", tensors),
                       Catch::Contains("cannot rename"));
-  CHECK(listing(dir) == std::vector<std::string>{"taken"});
+  CHECK(star::test::file_names(dir) == std::vector<std::string>{"taken"});
   CHECK(fs::is_empty(dir / "taken"));
 }
 
