@@ -28,14 +28,17 @@ void move_onto(const fs::path& pending, const fs::path& target) {
                                   target.string() + ": " + error.message());
 }
 
-/// A second name for the regular file `path` (a hard link, else a copy), so that it can be put
-/// back after being replaced; nothing when `path` is no regular file.
-/// @throws files::file_write_error naming `path` when neither works
+/// A second name for the regular file `path`, `<path>.previous` (a hard link, else a copy), so
+/// that it can be put back after being replaced; nothing when `path` is no regular file.
+/// @throws files::file_write_error naming the file when `<path>.previous` exists already (it is
+///   not ours to remove), or when neither a link nor a copy works
 fs::path keep_aside(const fs::path& path) {
   std::error_code error;
   if (!fs::is_regular_file(path, error)) return {};
   const auto kept = suffixed(path, ".previous");
-  remove_quietly(kept);
+  if (fs::exists(fs::symlink_status(kept, error)))
+    throw files::file_write_error("cannot keep " + path.string() + " while it is replaced: " +
+                                  kept.string() + " exists; move it away first");
   fs::create_hard_link(path, kept, error);
   if (error && !fs::copy_file(path, kept, error))
     throw files::file_write_error("cannot keep " + path.string() + " while it is replaced: " +

@@ -691,8 +691,18 @@ TEST_CASE("peft: when one file of the pair cannot be written, neither changes",
   CHECK(read_bytes(weights) == before);
   CHECK(listing() == std::set<std::string>{peft_config_name, peft_weights_name});
 
-  // Once the config can be written, the pair is replaced.
+  // A file of the user's at the name the weights are kept under while replaced is not
+  // removed: the save refuses, naming it, and changes nothing.
   fs::remove(folder / peft_config_name);
+  const auto previous = fs::path(weights.string() + ".previous");
+  std::ofstream(previous) << "a backup of the user's";
+  REQUIRE_THROWS_WITH(save_lora(second, folder, lora_format::peft),
+                      Catch::Contains(previous.string()));
+  CHECK(read_bytes(previous) == "a backup of the user's");
+  CHECK(read_bytes(weights) == before);
+  fs::remove(previous);
+
+  // Once the config can be written, the pair is replaced.
   save_lora(second, folder, lora_format::peft);
   CHECK(read_bytes(weights) != before);
   CHECK(listing() == std::set<std::string>{peft_config_name, peft_weights_name});
