@@ -4,8 +4,9 @@
 
 #include <charconv>
 #include <cmath>
-#include <sstream>
 #include <system_error>
+
+#include "star/core/error.hpp"
 
 namespace star::command_line {
 namespace {
@@ -14,14 +15,6 @@ namespace {
 usage_error rejected(std::string_view option, const std::string& what, std::string_view text) {
   return usage_error(std::string(option) + ": expected " + what + ", got '" + std::string(text) +
                      "'");
-}
-
-/// `value` as the shortest text that reads back as it (`4.5`, `1e+300`).
-std::string number_text(double value) {
-  std::ostringstream out;
-  out.precision(17);
-  out << value;
-  return out.str();
 }
 
 }  // namespace
@@ -47,9 +40,9 @@ std::int64_t parse_integer(std::string_view option, std::string_view text, std::
 
 double parse_real(std::string_view option, std::string_view text, double min, double max) {
   const std::string range = max == std::numeric_limits<double>::max()
-                                ? "a finite number >= " + number_text(min)
-                                : "a number in [" + number_text(min) + ", " +
-                                      number_text(max) + "]";
+                                ? "a finite number >= " + star::detail::printed(min)
+                                : "a number in [" + star::detail::printed(min) + ", " +
+                                      star::detail::printed(max) + "]";
   double value = 0.0;
   const char* end = text.data() + text.size();
   const auto [stop, error] = std::from_chars(text.data(), end, value);
