@@ -130,12 +130,14 @@ class backend {
     if (c == 2.0) return unary(a, [](const auto& x) { return x.square(); });
     return unary(a, [c = static_cast<Scalar>(c)](const auto& x) { return x.pow(c); });
   }
-  /// @brief `min(max(a, lo), hi)`; throws `value_error` when `lo > hi`.
+  /// @brief `min(max(a, lo), hi)`, NaN where `a` is NaN; throws `value_error` when `lo > hi`.
   tensor clamp(const tensor& a, double lo, double hi) const {
     if (!(lo <= hi))
       throw value_error("clamp: lo " + std::to_string(lo) + " is not <= hi " + std::to_string(hi));
     return unary(a, [lo = static_cast<Scalar>(lo), hi = static_cast<Scalar>(hi)](const auto& x) {
-      return x.max(lo).min(hi);
+      using plain = typename std::decay_t<decltype(x)>::PlainObject;
+      return x.binaryExpr(plain::Constant(x.size(), lo), nan_max_op{})
+          .binaryExpr(plain::Constant(x.size(), hi), nan_min_op{});
     });
   }
 
