@@ -7,6 +7,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <limits>
 #include <optional>
 #include <string>
 
@@ -20,10 +21,11 @@ struct image_geometry {
   std::int64_t patch_size = 2;           ///< latent cells per token side
   std::int64_t pos_embed_max_size = 96;  ///< tokens per side at most
 
-  /// @brief Image pixels per token side: `vae_scale_factor * patch_size`.
-  std::int64_t token_pixels() const { return vae_scale_factor * patch_size; }
-  /// @brief The largest side in pixels: `token_pixels() * pos_embed_max_size`.
-  std::int64_t max_side() const { return token_pixels() * pos_embed_max_size; }
+  /// @brief Image pixels per token side: `vae_scale_factor * patch_size` (the largest int64
+  /// where that overflows: the configs bound neither factor).
+  std::int64_t token_pixels() const { return saturated_product(vae_scale_factor, patch_size); }
+  /// @brief The largest side in pixels: `token_pixels() * pos_embed_max_size`, saturated alike.
+  std::int64_t max_side() const { return saturated_product(token_pixels(), pos_embed_max_size); }
 
   /// @brief Why `pixels` is no image side of this model (not a positive multiple of
   /// `token_pixels()` up to `max_side()`), stating the accepted sides; nothing when it is one.
@@ -35,6 +37,14 @@ struct image_geometry {
   /// `vae/config.json` only (no weight is read).
   /// @throws star::option_error naming the config file that is missing or malformed
   static image_geometry from_folder(const std::filesystem::path& folder);
+
+ private:
+  /// @brief `a * b` for `a, b >= 1`, or the largest int64 where that overflows.
+  static std::int64_t saturated_product(std::int64_t a, std::int64_t b) {
+    return a > std::numeric_limits<std::int64_t>::max() / b
+               ? std::numeric_limits<std::int64_t>::max()
+               : a * b;
+  }
 };
 
 }  // namespace star::sd35

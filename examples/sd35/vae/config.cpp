@@ -43,8 +43,11 @@ void vae_config::validate() const {
   require_positive(layers_per_block, "vae config: layers_per_block");
   require_positive(latent_channels, "vae config: latent_channels");
   require_positive(norm_num_groups, "vae config: norm_num_groups");
-  if (block_out_channels.empty())
-    throw option_error("vae config: block_out_channels must not be empty");
+  if (block_out_channels.empty() || block_out_channels.size() > max_levels)
+    throw option_error("vae config: block_out_channels must have 1 to " +
+                       std::to_string(max_levels) + " levels (a scale factor up to 2^" +
+                       std::to_string(max_levels - 1) + "), got " +
+                       std::to_string(block_out_channels.size()));
   for (const std::int64_t channels : block_out_channels)
     if (channels < 1 || channels % norm_num_groups != 0)
       throw option_error("vae config: block_out_channels entries must be positive multiples of "

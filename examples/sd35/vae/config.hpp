@@ -3,6 +3,7 @@
 /// @brief The configuration of diffusers' `AutoencoderKL` (the VAE), read from a release's
 /// `vae/config.json`, with errors naming the key.
 
+#include <cstddef>
 #include <cstdint>
 #include <filesystem>
 #include <string_view>
@@ -26,6 +27,8 @@ struct vae_config {
   bool use_post_quant_conv = true;    ///< a 1x1 conv `post_quant_conv` before the decoder
   bool mid_block_add_attention = true;  ///< self-attention in the decoder's mid block
 
+  /// @brief The most levels `block_out_channels` may have: `scale_factor()` stays a shift.
+  static constexpr std::size_t max_levels = 16;
   /// @brief Image pixels per latent cell along each side: `2^(levels - 1)`, one upsampler per
   /// level of `block_out_channels` but the last (8 for SD3).
   std::int64_t scale_factor() const {

@@ -4,6 +4,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <cstdint>
 #include <filesystem>
 #include <fstream>
 #include <string>
@@ -95,6 +96,18 @@ TEST_CASE("from_file reads a config.json or the folder holding it, errors naming
   std::filesystem::remove_all(folder);
   REQUIRE_THROWS_AS(vae_config::from_file(folder), star::option_error);
   REQUIRE_THROWS_WITH(vae_config::from_file(folder), Catch::Contains("cannot open"));
+}
+
+TEST_CASE("a VAE of more levels than its scale factor can shift is rejected",
+          "[vae][config][errors]") {
+  vae_config config = vae_config::from_json(release_config);
+  config.block_out_channels.assign(vae_config::max_levels + 1, 128);  // 2^16 pixels per cell
+  REQUIRE_THROWS_AS(config.validate(), star::option_error);
+  REQUIRE_THROWS_WITH(config.validate(), Catch::Contains("block_out_channels") &&
+                                             Catch::Contains("1 to 16 levels"));
+  config.block_out_channels.assign(vae_config::max_levels, 128);
+  REQUIRE_NOTHROW(config.validate());
+  CHECK(config.scale_factor() == std::int64_t{1} << 15);
 }
 
 TEST_CASE("bad keys and values throw option_error naming the key", "[vae][config][errors]") {
