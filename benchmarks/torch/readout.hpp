@@ -1,5 +1,5 @@
 #pragma once
-// The map read-out of one joint block (star-method.md §3) in four variants:
+// The map read-out of one joint block (docs/math.md §3) in four variants:
 // - composite: star's generic operators over star::libtorch::backend with the block's LSE
 //   (what a LibTorch trainer gets without CUDA kernels, on either device);
 // - fused: the fused CUDA kernel (star::libtorch::accumulate_relevance_cuda);

@@ -1,6 +1,6 @@
 #pragma once
 // The per-update work of STAR over R = batch x steps rows of N image tokens: the allocation
-// (star-method.md §4, default options) and the token-mode objective forward + backward (§5),
+// (docs/math.md §4, default options) and the token-mode objective forward + backward (§5),
 // in four variants:
 // - composite: star::allocate and star::spatial_policy_objective over star::libtorch::backend,
 //   differentiated by autograd;

@@ -26,7 +26,7 @@ inline std::vector<double> gaussian_blur_matrix(std::int64_t extent, double sigm
     throw option_error("gaussian_blur_matrix: extent must be >= 1, got " + std::to_string(extent));
   if (!(std::isfinite(sigma) && sigma > 0.0))
     throw option_error("gaussian_blur_matrix: sigma must be finite and > 0, got " +
-                       std::to_string(sigma));
+                       detail::printed(sigma));
   // ceil(3 sigma) in double, clamped to the largest distance on the axis before the cast (a
   // huge sigma's radius exceeds any int64).
   const auto radius = static_cast<std::int64_t>(

@@ -36,4 +36,11 @@ inline command_result run_command(const std::string& command) {
           std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>())};
 }
 
+#ifdef STAR_GENERATE_BINARY
+/// star-generate run with `arguments`: its exit status and output.
+inline command_result star_generate(const std::string& arguments) {
+  return run_command(std::string(STAR_GENERATE_BINARY) + " " + arguments);
+}
+#endif
+
 }  // namespace star::test

@@ -25,10 +25,7 @@ namespace {
 namespace fs = std::filesystem;
 using star::command_line::usage_error;
 using star::test::command_result;
-
-command_result star_generate(const std::string& arguments) {
-  return star::test::run_command(std::string(STAR_GENERATE_BINARY) + " " + arguments);
-}
+using star::test::star_generate;
 
 command_result step_bench(const std::string& arguments) {
   return star::test::run_command(std::string(STAR_STEP_BENCH_BINARY) + " " + arguments);

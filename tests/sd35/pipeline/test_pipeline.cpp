@@ -343,10 +343,7 @@ TEST_CASE("sd35_model::load names the component and a missing config key",
 #ifdef STAR_GENERATE_BINARY
 namespace {
 
-/// star-generate run with `arguments`: its exit status and output.
-star::test::command_result star_generate(const std::string& arguments) {
-  return star::test::run_command(std::string(STAR_GENERATE_BINARY) + " " + arguments);
-}
+using star::test::star_generate;
 
 int run_star_generate(const std::string& arguments) { return star_generate(arguments).status; }
 
