@@ -671,25 +671,20 @@ TEST_CASE("peft: when one file of the pair cannot be written, neither changes",
     std::ifstream in(path, std::ios::binary);
     return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
   };
-  const auto listing = [&folder] {
-    std::set<std::string> names;
-    for (const auto& entry : fs::directory_iterator(folder))
-      names.insert(entry.path().filename().string());
-    return names;
-  };
+  const auto listing = [&folder] { return star::test::file_names(folder); };  // sorted
   // adapter_config.json is a folder: it cannot be replaced by a file.
   fs::create_directories(folder / peft_config_name);
   REQUIRE_THROWS_AS(save_lora(first, folder, lora_format::peft), checkpoint_error);
   REQUIRE_THROWS_WITH(save_lora(first, folder, lora_format::peft),
                       Catch::Contains("save_lora") && Catch::Contains(peft_config_name));
-  CHECK(listing() == std::set<std::string>{peft_config_name});  // no weights, nothing partial
+  CHECK(listing() == std::vector<std::string>{peft_config_name});  // no weights, nothing partial
 
   // An earlier adapter's weights stay as they were, byte for byte.
   save_safetensors(weights, prefixed_tensors(first, "base_model.model."));
   const auto before = read_bytes(weights);
   REQUIRE_THROWS_AS(save_lora(second, folder, lora_format::peft), checkpoint_error);
   CHECK(read_bytes(weights) == before);
-  CHECK(listing() == std::set<std::string>{peft_config_name, peft_weights_name});
+  CHECK(listing() == std::vector<std::string>{peft_config_name, peft_weights_name});
 
   // A file of the user's at the name the weights are kept under while replaced is not
   // removed: the save refuses, naming it, and changes nothing.
@@ -705,7 +700,7 @@ TEST_CASE("peft: when one file of the pair cannot be written, neither changes",
   // Once the config can be written, the pair is replaced.
   save_lora(second, folder, lora_format::peft);
   CHECK(read_bytes(weights) != before);
-  CHECK(listing() == std::set<std::string>{peft_config_name, peft_weights_name});
+  CHECK(listing() == std::vector<std::string>{peft_config_name, peft_weights_name});
   auto fresh = tiny_model();
   const auto loaded = load_lora(*fresh, folder);
   const auto expected = second.named_parameters();
