@@ -22,32 +22,41 @@ TEST_CASE("libtorch backend on CUDA: tensors live on the device and round-trip",
   star::test::require_close(be.to_host(idx), {3.0, 1.0, 6.0, 4.0}, 0.0);
 }
 
-TEST_CASE("I3 attention_with_lse on CUDA in float16 and bfloat16: the kernel's LSE and output "
-          "equal an explicit softmax",
+TEST_CASE("I3 attention_with_lse on CUDA in float16 and bfloat16: the kernel SDPA itself picks "
+          "gives an LSE and output equal to an explicit softmax",
           "[torch][attention][invariant][cuda]") {
   REQUIRE(at::hasCUDA());
   using source = star::libtorch::attention_lse_source;
-  const auto expected = STAR_TORCH_VERSION_AT_LEAST(2, 2)   ? source::fused_cuda_flash
+  const auto fallback = STAR_TORCH_VERSION_AT_LEAST(2, 2)   ? source::fused_cuda_flash
                         : STAR_TORCH_VERSION_AT_LEAST(2, 1) ? source::fused_cuda_efficient
                                                             : source::chunked;
   at::manual_seed(901);
-  for (const auto dtype : {at::kHalf, at::kBFloat16}) {
-    INFO("dtype " << c10::toString(dtype));
-    const auto options = at::TensorOptions().device(at::kCUDA).dtype(dtype);
-    const auto q = at::randn({2, 3, 40, 64}, options);  // [B, H, T, D]
-    const auto k = at::randn({2, 3, 40, 64}, options);  // [B, H, T, D]
-    const auto v = at::randn({2, 3, 40, 64}, options);  // [B, H, T, D]
-    const auto result =
-        star::libtorch::attention_with_lse(q, k, v, 0.125);  // [B, H, T, D], lse [B, H, T]
-    REQUIRE(result.source == expected);
-    // the explicit softmax in double from the same rounded inputs
-    const auto want =
-        star::test::explicit_attention(q, k, v, 0.125);  // [B, H, T, D], lse [B, H, T]
-    const double lse_error = (result.lse.to(at::kDouble) - want.lse).abs().max().item<double>();
-    const double output_error =
-        (result.output.to(at::kDouble) - want.output).abs().max().item<double>();
-    INFO("max |lse error| " << lse_error << ", max |output error| " << output_error);
-    REQUIRE(lse_error < 1e-3);     // float32 accumulation inside the kernel
-    REQUIRE(output_error < 2e-2);  // the output is rounded to the input dtype
-  }
+  // a small case, and the SD3.5-Medium joint sequence (1024 image + 333 text tokens)
+  for (const std::int64_t tokens : {40, 1357})
+    for (const auto dtype : {at::kHalf, at::kBFloat16}) {
+      INFO("dtype " << c10::toString(dtype) << ", tokens " << tokens);
+      const auto options = at::TensorOptions().device(at::kCUDA).dtype(dtype);
+      const auto q = at::randn({1, 2, tokens, 64}, options);  // [B, H, T, D]
+      const auto k = at::randn({1, 2, tokens, 64}, options);  // [B, H, T, D]
+      const auto v = at::randn({1, 2, tokens, 64}, options);  // [B, H, T, D]
+      const auto preferred = star::libtorch::sdpa_cuda_source(q, k, v, 0.125);
+      // from 2.5 on, SDPA names a fused kernel for these inputs on any GPU LibTorch supports
+      REQUIRE(preferred.has_value() == STAR_TORCH_VERSION_AT_LEAST(2, 5));
+      const auto result =
+          star::libtorch::attention_with_lse(q, k, v, 0.125);  // [B, H, T, D], lse [B, H, T]
+      INFO("SDPA's kernel " << (preferred ? star::libtorch::source_name(*preferred) : "none")
+                            << ", used " << star::libtorch::source_name(result.source));
+      REQUIRE(result.source == preferred.value_or(fallback));
+      REQUIRE(result.lse.sizes() == at::IntArrayRef({1, 2, tokens}));
+      // the explicit softmax in double from the same rounded inputs
+      const auto want =
+          star::test::explicit_attention(q, k, v, 0.125);  // [B, H, T, D], lse [B, H, T]
+      const double lse_error =
+          (result.lse.to(at::kDouble) - want.lse).abs().max().item<double>();
+      const double output_error =
+          (result.output.to(at::kDouble) - want.output).abs().max().item<double>();
+      INFO("max |lse error| " << lse_error << ", max |output error| " << output_error);
+      REQUIRE(lse_error < 1e-3);     // float32 accumulation inside the kernel
+      REQUIRE(output_error < 2e-2);  // the output is rounded to the input dtype
+    }
 }

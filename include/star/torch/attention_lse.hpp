@@ -8,12 +8,17 @@
 /// Which kernel gives the LSE (`attention_lse_source`):
 /// - LibTorch >= 2.3 on the CPU: `at::_scaled_dot_product_flash_attention_for_cpu`, whose
 ///   `logsumexp` is `[B, H, T]` in natural log.
-/// - LibTorch >= 2.2 on CUDA in float16 / bfloat16: `at::_scaled_dot_product_flash_attention`,
-///   whose `logsumexp` is `[B, H, T]` in natural log (the kernel SDPA itself prefers, so keeping
-///   the LSE costs nothing).
-/// - LibTorch >= 2.1 on CUDA otherwise: `at::_scaled_dot_product_efficient_attention` with
-///   `compute_log_sumexp = true`, whose `log_sumexp` is `[B, H, T']` with `T'` padded up to a
-///   multiple of 32, natural log; the padding is sliced off.
+/// - On CUDA, first the kernel LibTorch's own SDPA would run for these inputs
+///   (`sdpa_cuda_source`, LibTorch >= 2.5), so that keeping the LSE costs what the model's
+///   attention costs anyway; then the others in this order:
+///   - LibTorch >= 2.5: `at::_scaled_dot_product_cudnn_attention` with
+///     `compute_log_sumexp = true` (tried only when SDPA picks it), whose `logsumexp` is
+///     `[B, H, T, 1]` in natural log;
+///   - LibTorch >= 2.2 in float16 / bfloat16: `at::_scaled_dot_product_flash_attention`, whose
+///     `logsumexp` is `[B, H, T]` in natural log;
+///   - LibTorch >= 2.1: `at::_scaled_dot_product_efficient_attention` with
+///     `compute_log_sumexp = true`, whose `log_sumexp` is `[B, H, T']` with `T'` padded up to
+///     a multiple of 32, natural log; the padding is sliced off.
 /// - Otherwise (LibTorch 1.x, a dtype or alignment the fused kernel rejects): an online
 ///   softmax over key chunks, the same max / shifted-sum merge as `star::image_row_lse`
 ///   extended to the output, in at least float32; memory `O(T * key_chunk)`.
@@ -50,11 +55,16 @@
   (TORCH_VERSION_MAJOR > (major) ||               \
    (TORCH_VERSION_MAJOR == (major) && TORCH_VERSION_MINOR >= (minor)))
 
+#if STAR_TORCH_VERSION_AT_LEAST(2, 5)
+#include <ATen/SDPBackend.h>
+#endif
+
 namespace star::libtorch {
 
 /// @brief Where the LSE of `attention_with_lse` came from.
 enum class attention_lse_source {
   fused_cpu_flash,       ///< `_scaled_dot_product_flash_attention_for_cpu` (LibTorch >= 2.3)
+  fused_cuda_cudnn,      ///< `_scaled_dot_product_cudnn_attention` (LibTorch >= 2.5)
   fused_cuda_flash,      ///< `_scaled_dot_product_flash_attention` (LibTorch >= 2.2)
   fused_cuda_efficient,  ///< `_scaled_dot_product_efficient_attention` (LibTorch >= 2.1)
   chunked,               ///< star's online softmax over key chunks
@@ -65,6 +75,8 @@ inline const char* source_name(attention_lse_source source) {
   switch (source) {
     case attention_lse_source::fused_cpu_flash:
       return "fused_cpu_flash";
+    case attention_lse_source::fused_cuda_cudnn:
+      return "fused_cuda_cudnn";
     case attention_lse_source::fused_cuda_flash:
       return "fused_cuda_flash";
     case attention_lse_source::fused_cuda_efficient:
@@ -87,6 +99,39 @@ struct attention_with_lse_result {
 /// @param lse_log2  [any] base-2 log-sum-exp
 inline at::Tensor lse_from_log2(const at::Tensor& lse_log2) {
   return guarded("lse_from_log2", [&] { return lse_log2 * std::log(2.0); });  // lse's shape
+}
+
+/// @brief The fused CUDA kernel LibTorch's own `scaled_dot_product_attention` would run for
+/// q, k, v (not causal, no mask or dropout), which `attention_with_lse` tries first;
+/// `std::nullopt` on the CPU, before LibTorch 2.5, or when SDPA would run none of the kernels
+/// that return an LSE (its math path, say).
+/// @param q      [B, H, T, D] queries
+/// @param k      [B, H, T, D] keys
+/// @param v      [B, H, T, Dv] values
+/// @param scale  the logit scale
+inline std::optional<attention_lse_source> sdpa_cuda_source(
+    [[maybe_unused]] const at::Tensor& q, [[maybe_unused]] const at::Tensor& k,
+    [[maybe_unused]] const at::Tensor& v, [[maybe_unused]] double scale) {
+#if STAR_TORCH_VERSION_AT_LEAST(2, 5)
+  if (!q.device().is_cuda()) return std::nullopt;
+  try {
+    const auto choice = static_cast<at::SDPBackend>(at::_fused_sdp_choice(
+        q, k, v, /*attn_mask=*/c10::nullopt, /*dropout_p=*/0.0, /*is_causal=*/false, scale));
+    switch (choice) {
+      case at::SDPBackend::cudnn_attention:
+        return attention_lse_source::fused_cuda_cudnn;
+      case at::SDPBackend::flash_attention:
+        return attention_lse_source::fused_cuda_flash;
+      case at::SDPBackend::efficient_attention:
+        return attention_lse_source::fused_cuda_efficient;
+      default:
+        break;
+    }
+  } catch (const c10::Error&) {
+    // no fused kernel takes these inputs
+  }
+#endif
+  return std::nullopt;
 }
 
 namespace attention_lse_detail {
@@ -155,11 +200,59 @@ inline attention_with_lse_result chunked_attention(const at::Tensor& q, const at
           attention_lse_source::chunked};
 }
 
+/// @brief The CUDA kernel `source`'s output and LSE, where this LibTorch has it for q's dtype;
+/// `std::nullopt` otherwise (or when the kernel rejects the inputs).
+inline std::optional<attention_with_lse_result> cuda_kernel_attention(
+    [[maybe_unused]] attention_lse_source source, [[maybe_unused]] const at::Tensor& q,
+    [[maybe_unused]] const at::Tensor& k, [[maybe_unused]] const at::Tensor& v,
+    [[maybe_unused]] double scale) {
+  [[maybe_unused]] const bool half =
+      q.scalar_type() == at::kHalf || q.scalar_type() == at::kBFloat16;
+  [[maybe_unused]] const std::int64_t tokens = q.size(2);
+  try {
+#if STAR_TORCH_VERSION_AT_LEAST(2, 5)
+    if (source == attention_lse_source::fused_cuda_cudnn) {
+      const auto cudnn = at::_scaled_dot_product_cudnn_attention(
+          q, k, v, /*attn_bias=*/c10::nullopt, /*compute_log_sumexp=*/true, /*dropout_p=*/0.0,
+          /*is_causal=*/false, /*return_debug_mask=*/false,
+          /*scale=*/scale);  // output [B, H, T, Dv], logsumexp [B, H, T, 1], ...
+      return attention_with_lse_result{std::get<0>(cudnn),             // [B, H, T, Dv]
+                                       std::get<1>(cudnn).flatten(2),  // [B, H, T]
+                                       source};
+    }
+#endif
+#if STAR_TORCH_VERSION_AT_LEAST(2, 2)
+    if (source == attention_lse_source::fused_cuda_flash && half) {
+      const auto flash = at::_scaled_dot_product_flash_attention(
+          q, k, v, /*dropout_p=*/0.0, /*is_causal=*/false, /*return_debug_mask=*/false,
+          /*scale=*/scale);  // output [B, H, T, Dv], logsumexp [B, H, T], ...
+      return attention_with_lse_result{std::get<0>(flash),                      // [B, H, T, Dv]
+                                       std::get<1>(flash).slice(2, 0, tokens),  // [B, H, T]
+                                       source};
+    }
+#endif
+#if STAR_TORCH_VERSION_AT_LEAST(2, 1)
+    if (source == attention_lse_source::fused_cuda_efficient &&
+        (half || q.scalar_type() == at::kFloat)) {
+      auto [output, lse, seed, offset] = at::_scaled_dot_product_efficient_attention(
+          q, k, v, /*attn_bias=*/c10::nullopt, /*compute_log_sumexp=*/true, /*dropout_p=*/0.0,
+          /*is_causal=*/false, /*scale=*/scale);  // [B, H, T, Dv], [B, H, T'] (T' >= T)
+      return attention_with_lse_result{output, lse.slice(2, 0, tokens),  // [B, H, T]
+                                       source};
+    }
+#endif
+  } catch (const c10::Error&) {
+    // inputs the kernel rejects (e.g. a head dimension it lacks): the caller tries the next
+  }
+  return std::nullopt;
+}
+
 /// @brief The fused kernel's output and LSE where this LibTorch has one for q's device and
-/// dtype; `std::nullopt` otherwise (or when the kernel rejects the inputs).
-inline std::optional<attention_with_lse_result> fused_attention(
-    [[maybe_unused]] const at::Tensor& q, [[maybe_unused]] const at::Tensor& k,
-    [[maybe_unused]] const at::Tensor& v, [[maybe_unused]] double scale) {
+/// dtype, in the order of the file notes; `std::nullopt` otherwise.
+inline std::optional<attention_with_lse_result> fused_attention(const at::Tensor& q,
+                                                                const at::Tensor& k,
+                                                                const at::Tensor& v,
+                                                                double scale) {
 #if STAR_TORCH_VERSION_AT_LEAST(2, 3)
   if (q.device().is_cpu() && (q.scalar_type() == at::kFloat || q.scalar_type() == at::kDouble ||
                               q.scalar_type() == at::kBFloat16)) {
@@ -173,34 +266,12 @@ inline std::optional<attention_with_lse_result> fused_attention(
     }
   }
 #endif
-#if STAR_TORCH_VERSION_AT_LEAST(2, 2)
-  if (q.device().is_cuda() && (q.scalar_type() == at::kHalf || q.scalar_type() == at::kBFloat16)) {
-    try {
-      const auto flash = at::_scaled_dot_product_flash_attention(
-          q, k, v, /*dropout_p=*/0.0, /*is_causal=*/false, /*return_debug_mask=*/false,
-          /*scale=*/scale);  // output [B, H, T, Dv], logsumexp [B, H, T], ...
-      return attention_with_lse_result{std::get<0>(flash),                        // [B, H, T, Dv]
-                                       std::get<1>(flash).slice(2, 0, q.size(2)),  // [B, H, T]
-                                       attention_lse_source::fused_cuda_flash};
-    } catch (const c10::Error&) {
-      // shapes the flash kernel rejects (e.g. a head dimension it lacks): the next kernel
-    }
-  }
-#endif
-#if STAR_TORCH_VERSION_AT_LEAST(2, 1)
-  if (q.device().is_cuda() && (q.scalar_type() == at::kFloat || q.scalar_type() == at::kHalf ||
-                               q.scalar_type() == at::kBFloat16)) {
-    try {
-      auto [output, lse, seed, offset] = at::_scaled_dot_product_efficient_attention(
-          q, k, v, /*attn_bias=*/c10::nullopt, /*compute_log_sumexp=*/true, /*dropout_p=*/0.0,
-          /*is_causal=*/false, /*scale=*/scale);  // [B, H, T, Dv], [B, H, T'] (T' >= T)
-      return attention_with_lse_result{output, lse.slice(2, 0, q.size(2)),  // [B, H, T]
-                                       attention_lse_source::fused_cuda_efficient};
-    } catch (const c10::Error&) {
-      return std::nullopt;
-    }
-  }
-#endif
+  if (!q.device().is_cuda()) return std::nullopt;
+  if (const auto preferred = sdpa_cuda_source(q, k, v, scale))
+    if (auto result = cuda_kernel_attention(*preferred, q, k, v, scale)) return result;
+  for (const auto source :
+       {attention_lse_source::fused_cuda_flash, attention_lse_source::fused_cuda_efficient})
+    if (auto result = cuda_kernel_attention(source, q, k, v, scale)) return result;
   return std::nullopt;
 }
 
