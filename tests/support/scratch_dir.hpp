@@ -1,11 +1,14 @@
 #pragma once
 // A scratch folder per test process (no Torch): the tokenizers' vocabulary files, the
-// pipeline's tiny model, the atomic writer's targets; and the names a folder holds.
+// pipeline's tiny model, the atomic writer's targets; the names a folder holds and what a file
+// holds.
 
 #include <unistd.h>
 
 #include <algorithm>
 #include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <string>
 #include <system_error>
 #include <vector>
@@ -36,6 +39,13 @@ inline std::vector<std::string> file_names(const std::filesystem::path& dir) {
     names.push_back(item.path().filename().string());
   std::sort(names.begin(), names.end());
   return names;
+}
+
+/// The bytes of the file at `path`; empty when it cannot be opened (a missing file then fails
+/// the comparison that follows, and a log read for a message costs the message nothing).
+inline std::string file_content(const std::filesystem::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
 }
 
 }  // namespace star::test

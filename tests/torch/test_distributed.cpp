@@ -37,6 +37,7 @@
 
 #include "distributed_epoch.hpp"
 #include "require_throws.hpp"
+#include "support/scratch_dir.hpp"
 #include "star/torch/process_group_gather.hpp"
 
 extern char** environ;
@@ -191,10 +192,6 @@ class workers {
   std::filesystem::path log(int rank) const {
     return dir_ / ("rank" + std::to_string(rank) + ".log");
   }
-  std::string read(const std::filesystem::path& file) const {
-    std::ifstream in(file);
-    return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
-  }
 
  private:
   std::filesystem::path dir_;
@@ -232,10 +229,10 @@ std::vector<std::string> split_lines(const std::string& text) {
 std::vector<std::string> output_lines(workers& launch, int rank,
                                       clock_type::time_point deadline) {
   const auto status = launch.wait(rank, deadline);
-  INFO("rank " << rank << " log:\n" << launch.read(launch.log(rank)));
+  INFO("rank " << rank << " log:\n" << star::test::file_content(launch.log(rank)));
   REQUIRE(status.has_value());  // finished before the hard kill: did not hang
   REQUIRE(*status == 0);
-  return split_lines(launch.read(launch.output(rank)));
+  return split_lines(star::test::file_content(launch.output(rank)));
 }
 
 }  // namespace
@@ -320,7 +317,7 @@ void require_epoch_equals_single_process(int world, const std::string& mode,
   std::vector<std::string> joined(expected.size());
   for (int rank = 0; rank < world; ++rank) {
     const auto lines = output_lines(launch, rank, deadline);
-    INFO("output of rank " << rank << ": " << launch.read(launch.output(rank)));
+    INFO("output of rank " << rank << ": " << star::test::file_content(launch.output(rank)));
     REQUIRE(lines.size() == head + expected.size());
     check_head(rank, lines);
     for (std::size_t i = 0; i < expected.size(); ++i) joined[i] += lines[head + i];
@@ -373,7 +370,7 @@ TEST_CASE(
     for (int rank = 0; rank < world - 1; ++rank) {
       const auto lines = output_lines(launch, rank, deadline);
       REQUIRE(lines.size() >= 2);
-      INFO("output: " << launch.read(launch.output(rank)));
+      INFO("output: " << star::test::file_content(launch.output(rank)));
       std::istringstream first(lines[0]);
       std::string kind;
       long elapsed_ms = -1;

@@ -4,7 +4,6 @@
 
 #include <filesystem>
 #include <fstream>
-#include <iterator>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -19,11 +18,6 @@ using star::files::file_write_error;
 using star::files::write_file_atomically;
 using star::files::write_stream_atomically;
 
-std::string read_text(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
-}
-
 }  // namespace
 
 TEST_CASE("write_stream_atomically writes the content and replaces an existing file",
@@ -31,10 +25,10 @@ TEST_CASE("write_stream_atomically writes the content and replaces an existing f
   const auto dir = star::test::scratch_dir("write");
   const auto path = dir / "out.bin";
   write_stream_atomically(path, [](std::ostream& out) { out << "first"; });
-  REQUIRE(read_text(path) == "first");
+  REQUIRE(star::test::file_content(path) == "first");
   const std::string binary("a\0b\n", 4);
   write_stream_atomically(path, [&](std::ostream& out) { out << binary; });
-  REQUIRE(read_text(path) == binary);
+  REQUIRE(star::test::file_content(path) == binary);
   REQUIRE(star::test::file_names(dir) == std::vector<std::string>{"out.bin"});
 }
 
@@ -50,7 +44,7 @@ TEST_CASE("write_file_atomically hands the callback <path>.partial and renames i
   });
   REQUIRE(seen == dir / "image.png.partial");
   REQUIRE(seen == star::files::partial_path(path));
-  REQUIRE(read_text(path) == "pixels");
+  REQUIRE(star::test::file_content(path) == "pixels");
   REQUIRE(star::test::file_names(dir) == std::vector<std::string>{"image.png"});
 }
 
@@ -74,7 +68,7 @@ TEST_CASE("an exception inside the callback leaves no file, no .partial, the old
                                             throw file_write_error("cannot encode");
                                           }),
                     file_write_error);
-  REQUIRE(read_text(existing) == "old content");
+  REQUIRE(star::test::file_content(existing) == "old content");
   REQUIRE(star::test::file_names(dir) == std::vector<std::string>{"existing.bin"});
 }
 

@@ -20,7 +20,6 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
-#include <iterator>
 #include <limits>
 #include <memory>
 #include <nlohmann/json.hpp>
@@ -667,10 +666,6 @@ TEST_CASE("peft: when one file of the pair cannot be written, neither changes",
   const lora_adapter second(*model, other);
   const auto folder = star::test::scratch_dir("peft_pair");
   const auto weights = folder / peft_weights_name;
-  const auto read_bytes = [](const fs::path& path) {
-    std::ifstream in(path, std::ios::binary);
-    return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
-  };
   const auto listing = [&folder] { return star::test::file_names(folder); };  // sorted
   // adapter_config.json is a folder: it cannot be replaced by a file.
   fs::create_directories(folder / peft_config_name);
@@ -681,9 +676,9 @@ TEST_CASE("peft: when one file of the pair cannot be written, neither changes",
 
   // An earlier adapter's weights stay as they were, byte for byte.
   save_safetensors(weights, prefixed_tensors(first, "base_model.model."));
-  const auto before = read_bytes(weights);
+  const auto before = star::test::file_content(weights);
   REQUIRE_THROWS_AS(save_lora(second, folder, lora_format::peft), checkpoint_error);
-  CHECK(read_bytes(weights) == before);
+  CHECK(star::test::file_content(weights) == before);
   CHECK(listing() == std::vector<std::string>{peft_config_name, peft_weights_name});
 
   // A file of the user's at the name the weights are kept under while replaced is not
@@ -693,13 +688,13 @@ TEST_CASE("peft: when one file of the pair cannot be written, neither changes",
   std::ofstream(previous) << "a backup of the user's";
   REQUIRE_THROWS_WITH(save_lora(second, folder, lora_format::peft),
                       Catch::Contains(previous.string()));
-  CHECK(read_bytes(previous) == "a backup of the user's");
-  CHECK(read_bytes(weights) == before);
+  CHECK(star::test::file_content(previous) == "a backup of the user's");
+  CHECK(star::test::file_content(weights) == before);
   fs::remove(previous);
 
   // Once the config can be written, the pair is replaced.
   save_lora(second, folder, lora_format::peft);
-  CHECK(read_bytes(weights) != before);
+  CHECK(star::test::file_content(weights) != before);
   CHECK(listing() == std::vector<std::string>{peft_config_name, peft_weights_name});
   auto fresh = tiny_model();
   const auto loaded = load_lora(*fresh, folder);

@@ -7,8 +7,6 @@
 
 #include <cstdlib>
 #include <filesystem>
-#include <fstream>
-#include <iterator>
 #include <string>
 
 #include "support/scratch_dir.hpp"
@@ -31,9 +29,7 @@ inline command_result run_command(const std::string& command) {
   INFO(line);
   const int status = std::system(line.c_str());
   REQUIRE(WIFEXITED(status));
-  std::ifstream in(log);
-  return {WEXITSTATUS(status),
-          std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>())};
+  return {WEXITSTATUS(status), file_content(log)};
 }
 
 #ifdef STAR_GENERATE_BINARY

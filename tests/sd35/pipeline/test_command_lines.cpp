@@ -208,9 +208,7 @@ TEST_CASE("star-sd35-step-bench writes OUT.json whole: what it prints, and no pa
       "--config tiny --resolution 64 --dtype f32 --device cpu --repeats 1 --warmup 0 " +
       out.string());
   REQUIRE(result.status == 0);
-  std::ifstream in(out);
-  const std::string written((std::istreambuf_iterator<char>(in)),
-                            std::istreambuf_iterator<char>());
+  const std::string written = star::test::file_content(out);
   CHECK_THAT(result.output, Catch::Contains(written));  // stdout, stderr would come after
   CHECK(nlohmann::json::parse(written).at("config") == "tiny");
   CHECK(std::distance(fs::directory_iterator(dir), fs::directory_iterator()) == 1);
