@@ -1,11 +1,10 @@
-#include "sd35/lora/file_pair.hpp"
+#include "files/file_pair.hpp"
 
 #include <string>
 #include <system_error>
 
-#include "files/atomic_file.hpp"
 
-namespace star::sd35 {
+namespace star::files {
 namespace {
 
 namespace fs = std::filesystem;
@@ -19,29 +18,29 @@ void remove_quietly(const fs::path& path) noexcept {
 fs::path suffixed(const fs::path& path, const char* suffix) { return path.string() + suffix; }
 
 /// Moves `pending` onto `target`.
-/// @throws files::file_write_error naming both paths when the rename fails
+/// @throws file_write_error naming both paths when the rename fails
 void move_onto(const fs::path& pending, const fs::path& target) {
   std::error_code error;
   fs::rename(pending, target, error);
   if (error)
-    throw files::file_write_error("cannot rename " + pending.string() + " onto " +
+    throw file_write_error("cannot rename " + pending.string() + " onto " +
                                   target.string() + ": " + error.message());
 }
 
 /// A second name for the regular file `path`, `<path>.previous` (a hard link, else a copy), so
 /// that it can be put back after being replaced; nothing when `path` is no regular file.
-/// @throws files::file_write_error naming the file when `<path>.previous` exists already (it is
+/// @throws file_write_error naming the file when `<path>.previous` exists already (it is
 ///   not ours to remove), or when neither a link nor a copy works
 fs::path keep_aside(const fs::path& path) {
   std::error_code error;
   if (!fs::is_regular_file(path, error)) return {};
   const auto kept = suffixed(path, ".previous");
   if (fs::exists(fs::symlink_status(kept, error)))
-    throw files::file_write_error("cannot keep " + path.string() + " while it is replaced: " +
+    throw file_write_error("cannot keep " + path.string() + " while it is replaced: " +
                                   kept.string() + " exists; move it away first");
   fs::create_hard_link(path, kept, error);
   if (error && !fs::copy_file(path, kept, error))
-    throw files::file_write_error("cannot keep " + path.string() + " while it is replaced: " +
+    throw file_write_error("cannot keep " + path.string() + " while it is replaced: " +
                                   error.message());
   return kept;
 }
@@ -79,4 +78,4 @@ void write_file_pair(const fs::path& first,
   if (!kept.empty()) remove_quietly(kept);
 }
 
-}  // namespace star::sd35
+}  // namespace star::files

@@ -13,7 +13,7 @@
 #include <vector>
 
 #include "files/atomic_file.hpp"
-#include "sd35/lora/file_pair.hpp"
+#include "files/file_pair.hpp"
 #include "sd35/safetensors/checkpoint.hpp"
 #include "sd35/safetensors/load.hpp"
 #include "star/core/error.hpp"
@@ -69,7 +69,7 @@ void save_peft(const fs::path& folder,
                const json& config) {
   const auto text = config.dump(2) + "\n";
   try {
-    write_file_pair(
+    files::write_file_pair(
         folder / peft_weights_name,
         [&tensors](const fs::path& path) { save_safetensors(path, tensors, {{"format", "pt"}}); },
         folder / peft_config_name,
