@@ -267,11 +267,13 @@ inline std::optional<attention_with_lse_result> fused_attention(const at::Tensor
   }
 #endif
   if (!q.device().is_cuda()) return std::nullopt;
-  if (const auto preferred = sdpa_cuda_source(q, k, v, scale))
+  const auto preferred = sdpa_cuda_source(q, k, v, scale);
+  if (preferred)
     if (auto result = cuda_kernel_attention(*preferred, q, k, v, scale)) return result;
   for (const auto source :
        {attention_lse_source::fused_cuda_flash, attention_lse_source::fused_cuda_efficient})
-    if (auto result = cuda_kernel_attention(source, q, k, v, scale)) return result;
+    if (source != preferred)
+      if (auto result = cuda_kernel_attention(source, q, k, v, scale)) return result;
   return std::nullopt;
 }
 
