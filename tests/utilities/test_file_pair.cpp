@@ -7,6 +7,7 @@
 #include <fstream>
 #include <stdexcept>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "files/file_pair.hpp"
@@ -72,6 +73,12 @@ TEST_CASE("write_file_pair: a second target that cannot be replaced puts the fir
   REQUIRE(file_content(weights) == "old w");
   REQUIRE(fs::is_directory(config));
   REQUIRE(file_names(dir) == std::vector<std::string>{"config.json", "weights.bin"});
+
+  // a first target that was not there before is removed again
+  fs::remove(weights);
+  REQUIRE_THROWS_AS(write_file_pair(weights, writes("new w"), config, writes("c")),
+                    file_write_error);
+  REQUIRE(file_names(dir) == std::vector<std::string>{"config.json"});
 }
 
 TEST_CASE("write_file_pair refuses to run over an existing <first>.previous, and keeps it",

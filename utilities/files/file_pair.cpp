@@ -3,7 +3,6 @@
 #include <string>
 #include <system_error>
 
-
 namespace star::files {
 namespace {
 
@@ -23,8 +22,8 @@ void move_onto(const fs::path& pending, const fs::path& target) {
   std::error_code error;
   fs::rename(pending, target, error);
   if (error)
-    throw file_write_error("cannot rename " + pending.string() + " onto " +
-                                  target.string() + ": " + error.message());
+    throw file_write_error("cannot rename " + pending.string() + " onto " + target.string() +
+                           ": " + error.message());
 }
 
 /// A second name for the regular file `path`, `<path>.previous` (a hard link, else a copy), so
@@ -37,11 +36,11 @@ fs::path keep_aside(const fs::path& path) {
   const auto kept = suffixed(path, ".previous");
   if (fs::exists(fs::symlink_status(kept, error)))
     throw file_write_error("cannot keep " + path.string() + " while it is replaced: " +
-                                  kept.string() + " exists; move it away first");
+                           kept.string() + " exists; move it away first");
   fs::create_hard_link(path, kept, error);
   if (error && !fs::copy_file(path, kept, error))
     throw file_write_error("cannot keep " + path.string() + " while it is replaced: " +
-                                  error.message());
+                           error.message());
   return kept;
 }
 
@@ -64,11 +63,11 @@ void write_file_pair(const fs::path& first,
     move_onto(pending_second, second);
   } catch (...) {
     if (first_moved) {  // put the first target back as it was
-      std::error_code ignored;
+      std::error_code error;
       if (kept.empty())
-        fs::remove(first, ignored);
-      else
-        fs::rename(kept, first, ignored);
+        fs::remove(first, error);
+      else if (fs::rename(kept, first, error); error)
+        kept.clear();  // <first>.previous is now the only copy of the old file: it stays
     }
     remove_quietly(pending_first);
     remove_quietly(pending_second);

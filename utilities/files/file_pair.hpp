@@ -14,7 +14,8 @@ namespace star::files {
 /// complete file at the path they are given (`<target>.pending`); only when both succeeded are
 /// the pending files moved onto the targets, `first` kept aside (as `<first>.previous`) until
 /// `second` is in place. On any failure both targets are left as they were and no pending or
-/// kept file remains; an existing `<first>.previous` is an error, never removed.
+/// kept file remains (unless putting `first` back fails too: then `<first>.previous`, its only
+/// old copy, stays); an existing `<first>.previous` is an error, never removed.
 /// @param first         the first target (its folder must exist)
 /// @param write_first   writes the first file at the given path; throws when it cannot
 /// @param second        the second target, in the same folder
