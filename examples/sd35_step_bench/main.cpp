@@ -160,7 +160,8 @@ json run(const arguments& args) {
                       {"timestep", in.timestep.sizes().vec()},
                       {"image_tokens", grid * grid},
                       {"text_tokens", clip_tokens + t5_tokens}};
-  report["observer"] = observer_report(observer, lse_source(args, config));
+  report["observer"] =
+      observer_report(observer, lse_source(args, config, grid * grid + clip_tokens + t5_tokens));
   report["warmup"] = args.warmup;
   report["repeats"] = args.repeats;
   report["seconds_per_step"] = {{"off", seconds_off}, {"on", seconds_on}};

@@ -78,9 +78,11 @@ at::Tensor train_step(const bench_model& model, const step_inputs& in,
   return loss.detach();  // []
 }
 
-std::string lse_source(const arguments& args, const sd35::transformer_config& config) {
-  const auto probe = at::randn({1, config.num_attention_heads, 8, config.attention_head_dim})
-                         .to(args.device, args.dtype);  // [1, H, 8, D]
+std::string lse_source(const arguments& args, const sd35::transformer_config& config,
+                       std::int64_t tokens) {
+  const auto probe = at::randn({1, config.num_attention_heads, tokens, config.attention_head_dim})
+                         .to(args.device, args.dtype)
+                         .requires_grad_(true);  // [1, H, T, D]
   return libtorch::source_name(libtorch::attention_with_lse(probe, probe, probe).source);
 }
 

@@ -58,8 +58,10 @@ text_selection trainer_selection();
 at::Tensor train_step(const bench_model& model, const step_inputs& in,
                       const sd35::forward_options& options);
 
-/// @brief Which kernel gives the observer's LSE for `--device` and `--dtype` (a small probe
-/// call), as `libtorch::source_name` names it.
-std::string lse_source(const arguments& args, const sd35::transformer_config& config);
+/// @brief Which kernel gives the observer's LSE for `--device` and `--dtype`, as
+/// `libtorch::source_name` names it: a probe call at the step's joint length `tokens`, with
+/// gradients, as in the training step (SDPA's choice can depend on both).
+std::string lse_source(const arguments& args, const sd35::transformer_config& config,
+                       std::int64_t tokens);
 
 }  // namespace star::step_bench
