@@ -80,7 +80,8 @@ TEST_CASE("failures of the helper itself name the path and leave nothing behind"
   const auto absent = dir / "absent" / "out.bin";
   REQUIRE_THROWS_AS(write_stream_atomically(absent, write), file_write_error);
   REQUIRE_THROWS_WITH(write_stream_atomically(absent, write),
-                      Catch::Contains("cannot create") && Catch::Contains("absent/out.bin.partial"));
+                      Catch::Contains("cannot create") &&
+                          Catch::Contains("absent/out.bin.partial"));
   // A folder at the target: the partial file is written, the rename fails, the partial goes.
   const auto taken = dir / "taken";
   fs::create_directory(taken);

@@ -13,7 +13,7 @@
 ///   attention costs anyway; then the others in this order:
 ///   - LibTorch >= 2.5: `at::_scaled_dot_product_cudnn_attention` with
 ///     `compute_log_sumexp = true` (tried only when SDPA picks it), whose `logsumexp` is
-///     `[B, H, T, 1]` in natural log;
+///     `[B, H, T, 1]` (`[B, H, T]` in some releases) in natural log;
 ///   - LibTorch >= 2.2 in float16 / bfloat16: `at::_scaled_dot_product_flash_attention`, whose
 ///     `logsumexp` is `[B, H, T]` in natural log;
 ///   - LibTorch >= 2.1: `at::_scaled_dot_product_efficient_attention` with
@@ -215,7 +215,7 @@ inline std::optional<attention_with_lse_result> cuda_kernel_attention(
       const auto cudnn = at::_scaled_dot_product_cudnn_attention(
           q, k, v, /*attn_bias=*/c10::nullopt, /*compute_log_sumexp=*/true, /*dropout_p=*/0.0,
           /*is_causal=*/false, /*return_debug_mask=*/false,
-          /*scale=*/scale);  // output [B, H, T, Dv], logsumexp [B, H, T, 1], ...
+          /*scale=*/scale);  // output [B, H, T, Dv], logsumexp [B, H, T(, 1)], ...
       return attention_with_lse_result{std::get<0>(cudnn),             // [B, H, T, Dv]
                                        std::get<1>(cudnn).flatten(2),  // [B, H, T]
                                        source};
