@@ -415,6 +415,9 @@ TEMPLATE_LIST_TEST_CASE("conformance: logsumexp of rows with infinite maxima, as
                                  0.0,  nan,  1.0,   // NaN
                                  0.0,  0.0,  0.0};  // log 3
   const auto x = be.from_host(rows, {5, 3});  // [5, 3]
+  const std::vector<double> exps = be.to_host(be.exp(x));  // [5, 3]
+  for (const double e : {exps[0], exps[1], exps[2], exps[3], exps[5], exps[8]})
+    CHECK(e == 0.0);  // exp(-inf) exactly 0, not a tiny positive number
   for (const bool keepdim : {false, true}) {
     const auto lse = star::ops::logsumexp(be, x, 1, keepdim);  // [5] or [5, 1]
     REQUIRE(be.shape_of(lse) == (keepdim ? shape{5, 1} : shape{5}));

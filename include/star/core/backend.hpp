@@ -64,6 +64,7 @@ concept elementwise_backend =
       { be.greater(a, b) } -> std::same_as<typename B::tensor>;
       { be.add(a, c) } -> std::same_as<typename B::tensor>;
       { be.mul(a, c) } -> std::same_as<typename B::tensor>;
+      /// `exp(-inf) = 0` exactly.
       { be.exp(a) } -> std::same_as<typename B::tensor>;
       /// Natural logarithm; `log(0) = -inf`.
       { be.log(a) } -> std::same_as<typename B::tensor>;

@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "star/core/backend.hpp"
+#include "star/core/error.hpp"
 #include "star/core/nd_index.hpp"
 #include "star/eigen/fused_allocation.hpp"
 #include "star/eigen/fused_objective.hpp"
@@ -119,8 +120,12 @@ class backend {
   tensor mul(const tensor& a, double c) const {
     return unary(a, [c = static_cast<Scalar>(c)](const auto& x) { return x * c; });
   }
+  /// @brief `exp(-inf) = 0` exactly (Eigen 3.4's vectorised `exp` caps its argument and gives
+  /// a tiny positive number there, about 5.6e-309 in double).
   tensor exp(const tensor& a) const {
-    return unary(a, [](const auto& x) { return x.exp(); });
+    return unary(a, [](const auto& x) {
+      return (x == -std::numeric_limits<Scalar>::infinity()).select(Scalar{0}, x.exp());
+    });
   }
   /// @brief Natural logarithm; `log(0) = -inf`.
   tensor log(const tensor& a) const {
@@ -133,7 +138,8 @@ class backend {
   /// @brief `min(max(a, lo), hi)`, NaN where `a` is NaN; throws `value_error` when `lo > hi`.
   tensor clamp(const tensor& a, double lo, double hi) const {
     if (!(lo <= hi))
-      throw value_error("clamp: lo " + std::to_string(lo) + " is not <= hi " + std::to_string(hi));
+      throw value_error("clamp: lo = " + star::detail::printed(lo) + " must be <= hi = " +
+                        star::detail::printed(hi));
     return unary(a, [lo = static_cast<Scalar>(lo), hi = static_cast<Scalar>(hi)](const auto& x) {
       using plain = typename std::decay_t<decltype(x)>::PlainObject;
       return x.binaryExpr(plain::Constant(x.size(), lo), nan_max_op{})
