@@ -61,7 +61,7 @@ typename B::tensor smooth_on_grid(const B& be, const typename B::tensor& map,
                                   const token_layout& layout, double smooth_sigma) {
   if (!(std::isfinite(smooth_sigma) && smooth_sigma >= 0.0))
     throw option_error("smooth_sigma: expected a finite value >= 0 (0 = off), got " +
-                       std::to_string(smooth_sigma));
+                       detail::printed(smooth_sigma));
   layout.validate();
   const shape map_shape = be.shape_of(map);
   require_rank("map", map_shape, 2, "[B, N]");

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "star/core/backend.hpp"
+#include "star/core/error.hpp"
 #include "star/core/nd_index.hpp"
 
 namespace star {
@@ -89,8 +90,8 @@ struct reference_backend {
   }
   tensor clamp(const tensor& a, double lo, double hi) const {
     if (!(lo <= hi))
-      throw value_error("clamp: lo = " + std::to_string(lo) + " must be <= hi = " +
-                        std::to_string(hi));
+      throw value_error("clamp: lo = " + detail::printed(lo) + " must be <= hi = " +
+                        detail::printed(hi));
     return unary(a, [lo, hi](double x) { return std::clamp(x, lo, hi); });
   }
   /// @}

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "star/core/backend.hpp"
+#include "star/core/error.hpp"
 #include "star/core/ops.hpp"
 #include "star/core/value_checks.hpp"
 #include "star/objective/fused_objective.hpp"
@@ -66,13 +67,13 @@ struct policy_objective_options {
     const auto require_open_unit = [](std::string_view field, double value) {
       if (!(value > 0.0 && value < 1.0))
         throw option_error("policy_objective_options." + std::string(field) +
-                           " must be in (0, 1), got " + std::to_string(value));
+                           " must be in (0, 1), got " + detail::printed(value));
     };
     require_open_unit("clip_range", clip_range);
     require_open_unit("token_clip_range", token_clip_range);
     if (!(beta >= 0.0) || !std::isfinite(beta))
       throw option_error("policy_objective_options.beta must be finite and >= 0, got " +
-                         std::to_string(beta));
+                         detail::printed(beta));
   }
 };
 
@@ -130,7 +131,7 @@ shape require_objective_shapes(const B& be,
   if (!in.allocation && in.kl && options.kl_weights == kl_weighting::allocation)
     throw option_error("allocation: kl_weights = allocation needs the allocation weights W");
   if (!in.kl && options.beta > 0.0)
-    throw option_error("kl: beta = " + std::to_string(options.beta) +
+    throw option_error("kl: beta = " + detail::printed(options.beta) +
                        " > 0 needs the per-token KL [R, N]");
   return tokens;
 }

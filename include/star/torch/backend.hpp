@@ -167,8 +167,8 @@ class backend {
   }
   tensor clamp(const tensor& a, double lo, double hi) const {
     if (!(lo <= hi))
-      throw value_error("clamp: lo = " + std::to_string(lo) + " must be <= hi = " +
-                        std::to_string(hi));
+      throw value_error("clamp: lo = " + star::detail::printed(lo) + " must be <= hi = " +
+                        star::detail::printed(hi));
     return guarded("clamp", [&] { return at::clamp(computed(a, "clamp"), lo, hi); });  // a's shape
   }
   /// @}
