@@ -233,12 +233,6 @@ std::string json_list(const std::vector<std::int64_t>& values) {
   return out + "]";
 }
 
-/// Replaces `path` with `text` whole (atomically), so that a reader (or a kill) never sees
-/// half a document.
-void write_whole(const std::string& path, const std::string& text) {
-  star::files::write_stream_atomically(path, [&text](std::ostream& out) { out << text; });
-}
-
 bool fused_built() {
 #ifdef STAR_BENCH_FUSED
   return true;
@@ -275,11 +269,13 @@ int main(int argc, char** argv) {
   try {
     copy_reference copies(t, args.device);
     measure_bandwidth(copies, r, args.device);
-    if (args.out) write_whole(*args.out, r.json());  // an unwritable file fails at once
+    // written whole (atomically) after each batch: an unwritable file fails at once, and
+    // what is measured survives a kill
+    if (args.out) star::files::write_text_atomically(*args.out, r.json());
     for (const std::int64_t batch : args.batches) {
       recorded(r, "batch/B" + std::to_string(batch),
                [&] { bench_batch(t, copies, r, args.device, batch); });
-      if (args.out) write_whole(*args.out, r.json());  // what is measured survives a kill
+      if (args.out) star::files::write_text_atomically(*args.out, r.json());
     }
   } catch (const std::exception& e) {
     std::fprintf(stderr, "star-torch-bench: %s\n", e.what());

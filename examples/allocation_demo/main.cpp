@@ -159,8 +159,7 @@ int main(int argc, char** argv) try {
     std::printf("%4zu  %.3f %s   %s   %s\n", k, gamma[k], lambdas.c_str(), maxima.c_str(),
                 sums.c_str());
   }
-  star::files::write_stream_atomically(out_dir / "allocation.csv",
-                                       [&csv](std::ostream& out) { out << csv.str(); });
+  star::files::write_text_atomically(out_dir / "allocation.csv", csv.str());
 
   for (const std::size_t k : {std::size_t{0}, std::size_t{4}, std::size_t{8}})
     std::printf("\nrollout 0, step %zu: allocation weights W on the 16 x 16 token grid\n%s", k,

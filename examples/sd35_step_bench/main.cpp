@@ -197,9 +197,7 @@ int main(int argc, char** argv) {
   try {
     const auto text = run(args).dump(2) + "\n";
     std::cout << text;
-    if (args.out)
-      star::files::write_stream_atomically(*args.out,
-                                           [&text](std::ostream& out) { out << text; });
+    if (args.out) star::files::write_text_atomically(*args.out, text);
   } catch (const usage_error& e) {
     return usage_failure(e);
   } catch (const c10::Error& e) {  // e.g. a dtype this LibTorch lacks on the device

@@ -38,4 +38,8 @@ void write_stream_atomically(const fs::path& path,
   });
 }
 
+void write_text_atomically(const fs::path& path, std::string_view text) {
+  write_stream_atomically(path, [text](std::ostream& out) { out << text; });
+}
+
 }  // namespace star::files

@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <functional>
 #include <ostream>
+#include <string_view>
 
 #include "star/core/error.hpp"
 
@@ -37,5 +38,9 @@ void write_file_atomically(const std::filesystem::path& path,
 ///   both paths when the rename fails; whatever `write` throws, unchanged
 void write_stream_atomically(const std::filesystem::path& path,
                              const std::function<void(std::ostream& out)>& write);
+
+/// @brief `write_stream_atomically` of `text`, whole.
+/// @throws file_write_error as `write_stream_atomically`
+void write_text_atomically(const std::filesystem::path& path, std::string_view text);
 
 }  // namespace star::files

@@ -55,9 +55,9 @@ void write_file_pair(const fs::path& first,
   fs::path kept;
   bool first_moved = false;
   try {
+    kept = keep_aside(first);  // first: it refuses an existing <first>.previous before any write
     write_first(pending_first);
     write_second(pending_second);
-    kept = keep_aside(first);
     move_onto(pending_first, first);
     first_moved = true;
     move_onto(pending_second, second);

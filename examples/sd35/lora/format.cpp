@@ -74,7 +74,7 @@ void save_peft(const fs::path& folder,
         [&tensors](const fs::path& path) { save_safetensors(path, tensors, {{"format", "pt"}}); },
         folder / peft_config_name,
         [&text](const fs::path& path) {
-          files::write_stream_atomically(path, [&text](std::ostream& out) { out << text; });
+          files::write_text_atomically(path, text);
         });
   } catch (const files::file_write_error& e) {
     throw checkpoint_error("save_lora: " + std::string(e.what()));
