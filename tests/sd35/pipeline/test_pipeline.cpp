@@ -345,7 +345,12 @@ namespace {
 
 using star::test::star_generate;
 
-int run_star_generate(const std::string& arguments) { return star_generate(arguments).status; }
+/// Runs star-generate with `arguments`, requiring it to succeed (its output shown otherwise).
+void require_star_generate(const std::string& arguments) {
+  const auto result = star_generate(arguments);
+  INFO(result.output);
+  REQUIRE(result.status == 0);
+}
 
 /// The pixels of `path`, required to be a PNG of `size` x `size` RGB pixels.
 std::vector<unsigned char> png_pixels(const fs::path& path, int size) {
@@ -381,8 +386,8 @@ TEST_CASE("star-generate writes the images and the word attention overlays",
   const auto out = star::test::scratch_dir("generate_out");
   const auto model = tiny_model_folder();
   const std::string common = "--model " + model.string() + " --steps 2 --size 16 --seed 3 ";
-  REQUIRE(run_star_generate(common + "--prompt 'a red apple' --prompt 'two dogs' --out " +
-                            (out / "content").string()) == 0);
+  require_star_generate(common + "--prompt 'a red apple' --prompt 'two dogs' --out " +
+                        (out / "content").string());
   require_png(out / "content" / "image_0.png", 16);
   require_png(out / "content" / "image_0_red.png", 16);
   require_png(out / "content" / "image_0_apple.png", 16);
@@ -390,8 +395,8 @@ TEST_CASE("star-generate writes the images and the word attention overlays",
   require_png(out / "content" / "image_1_dogs.png", 16);
   REQUIRE_FALSE(fs::exists(out / "content" / "image_0.png.partial"));
 
-  REQUIRE(run_star_generate(common + "--prompt 'a red apple' --words red --out " +
-                            (out / "words").string()) == 0);
+  require_star_generate(common + "--prompt 'a red apple' --words red --out " +
+                        (out / "words").string());
   require_png(out / "words" / "image_0_red.png", 16);
   REQUIRE_FALSE(fs::exists(out / "words" / "image_0_apple.png"));
 }
@@ -403,8 +408,8 @@ TEST_CASE("star-generate: a word's heat map is the same read out alone or with o
   const std::string common = "--model " + tiny_model_folder().string() +
                              " --steps 2 --size 16 --seed 4 --prompt 'a red apple' "
                              "--prompt 'two dogs' ";
-  REQUIRE(run_star_generate(common + "--words red --out " + (out / "alone").string()) == 0);
-  REQUIRE(run_star_generate(common + "--out " + (out / "together").string()) == 0);
+  require_star_generate(common + "--words red --out " + (out / "alone").string());
+  require_star_generate(common + "--out " + (out / "together").string());
   REQUIRE(png_pixels(out / "alone" / "image_0.png", 16) ==
           png_pixels(out / "together" / "image_0.png", 16));
   const auto alone = png_pixels(out / "alone" / "image_0_red.png", 16);
